@@ -1,0 +1,127 @@
+"""The exception hierarchy and the process exit codes (sysexits) each error maps to.
+
+Every error carries its exit code and a short machine-readable ``reason`` (used in logs and in
+``failed/NAME.error.json``). Errors raised inside worker processes pass all their data to
+``Exception.__init__`` so they survive pickling back to the daemon.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    FILES_FAILED = 1
+    USAGE = 64
+    DATA_ERROR = 65
+    NO_INPUT = 66
+    UNAVAILABLE = 69
+    SOFTWARE = 70
+    CANT_CREATE = 73
+    IO_ERROR = 74
+    TEMP_FAIL = 75
+    CONFIG = 78
+
+
+class OcrDaemonError(Exception):
+    """Base of every error this package raises on purpose."""
+
+    exit_code: ExitCode = ExitCode.SOFTWARE
+    reason: str = "error"
+
+    def __init__(self, message: str, path: str | None = None) -> None:
+        super().__init__(message, path)
+        self.message = message
+        self.path = path
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}" if self.path else self.message
+
+
+class UsageError(OcrDaemonError):
+    exit_code = ExitCode.USAGE
+    reason = "usage"
+
+
+class ConfigError(OcrDaemonError):
+    """The config file is unreadable, not TOML, or has an unknown key or a bad value."""
+
+    exit_code = ExitCode.CONFIG
+    reason = "config"
+
+
+class EngineUnavailable(OcrDaemonError):
+    """The OCR engine cannot start here (OpenSSL 1.1 missing, package not installed...)."""
+
+    exit_code = ExitCode.UNAVAILABLE
+    reason = "engine_unavailable"
+
+
+class AlreadyRunning(OcrDaemonError):
+    """Another daemon holds the lock on the same state directory."""
+
+    exit_code = ExitCode.TEMP_FAIL
+    reason = "already_running"
+
+
+class InputError(OcrDaemonError):
+    """A permanent problem with one input file: retrying cannot help."""
+
+    exit_code = ExitCode.DATA_ERROR
+    reason = "bad_input"
+
+
+class UnsupportedInput(InputError):
+    reason = "unsupported"
+
+
+class CorruptInput(InputError):
+    reason = "corrupt"
+
+
+class EmptyInput(InputError):
+    reason = "empty"
+
+
+class InputTooLarge(InputError):
+    """Over a configured limit: bytes, pixels (decompression bomb) or pages."""
+
+    reason = "too_large"
+
+
+class InputMissing(InputError):
+    exit_code = ExitCode.NO_INPUT
+    reason = "missing"
+
+
+class RecognitionFailed(InputError):
+    """The engine raised while recognising this file."""
+
+    reason = "engine_error"
+
+
+class TransientError(OcrDaemonError):
+    """Worth retrying later: the input stays where it is meanwhile."""
+
+    exit_code = ExitCode.TEMP_FAIL
+    reason = "transient"
+
+
+class WorkerCrashed(TransientError):
+    """The worker process died (segfault, abort, OOM kill) while holding the job."""
+
+    reason = "worker_crashed"
+
+
+class WorkerTimeout(TransientError):
+    """The job ran past ``ocr_timeout_seconds``; the worker was killed."""
+
+    reason = "timeout"
+
+
+class OutputError(TransientError):
+    """An output folder is not writable or is full."""
+
+    exit_code = ExitCode.CANT_CREATE
+    reason = "output_unwritable"

@@ -1,0 +1,92 @@
+"""The engine seam: the narrow contract between the daemon and an OCR engine.
+
+An engine runs **inside a worker process** and adds no parallelism of its own: the pool gives each
+worker one engine instance, calls `warm_up()` once, then `recognize(path)` once per job. Path in,
+`OcrResult` out; a problem with the input is raised as an `InputError` subclass (permanent), any
+other `OcrDaemonError` is treated by its class. Results and errors must be picklable.
+
+`config.engine` names the implementation: ``"aspose"`` (the default), or an import path
+``"package.module:Class"`` for a plug-in engine (the test suite's doubles use this seam).
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from ocr_daemon.config import Config
+from ocr_daemon.errors import ConfigError
+
+PAGE_SEPARATOR = "\f"
+BUILTIN_ENGINES = {"aspose": "ocr_daemon.engine:AsposeEngine"}
+
+
+@dataclass(frozen=True)
+class OcrResult:
+    """The text of each page, exactly as the engine returned it, plus how it was produced."""
+
+    pages: tuple[str, ...]
+    evaluation_mode: bool
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def text(self) -> str:
+        return PAGE_SEPARATOR.join(self.pages)
+
+    @property
+    def page_count(self) -> int:
+        return len(self.pages)
+
+    @property
+    def chars(self) -> int:
+        return sum(len(page) for page in self.pages)
+
+
+@dataclass(frozen=True)
+class EngineInfo:
+    """What the engine is, for `daemon.started` and `ocr-daemon check`."""
+
+    name: str
+    version: str
+    licensed: bool
+    detail: str = ""
+
+
+class Engine(Protocol):
+    def __init__(self, config: Config) -> None: ...
+
+    def info(self) -> EngineInfo:
+        """Name, version and licence state; cheap after construction."""
+        ...
+
+    def warm_up(self) -> OcrResult:
+        """Load models by recognising a small built-in page; returns that page's result."""
+        ...
+
+    def recognize(self, path: Path) -> OcrResult:
+        """OCR every page of the file at `path`."""
+        ...
+
+
+def engine_class(spec: str) -> type[Engine]:
+    """Resolve `config.engine` to a class, without constructing it (no engine import side effects
+    beyond the module's own)."""
+    target = BUILTIN_ENGINES.get(spec, spec)
+    module_name, _, attr = target.partition(":")
+    if not module_name or not attr:
+        raise ConfigError(
+            f"unknown engine {spec!r}: use one of {', '.join(BUILTIN_ENGINES)} or 'module:Class'",
+        )
+    try:
+        module = importlib.import_module(module_name)
+        cls: type[Engine] = getattr(module, attr)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"cannot load engine {spec!r}: {exc}") from None
+    return cls
+
+
+def load_engine(config: Config) -> Engine:
+    """Construct the configured engine. Call only inside the process that will recognise."""
+    return engine_class(config.engine)(config)
