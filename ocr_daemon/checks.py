@@ -1,0 +1,186 @@
+"""`ocr-daemon check`: can the daemon run here? One `CheckLine` per verified fact, in order.
+
+Owns the checks, not their printing: `run_checks` yields lines as they are established and the
+CLI prints them. The engine is started in a **spawned child process**, so an abort inside the
+.NET runtime (SIGABRT when OpenSSL 1.1 is unusable) becomes a FAIL line with a reason instead of
+killing `check`; this process never imports `aspose.ocr`.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import multiprocessing
+import os
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Generator, Iterator
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Literal
+
+from ocr_daemon import runtime
+from ocr_daemon.config import LICENSE_ENV, Config
+from ocr_daemon.engine import WARM_UP_PREFIX  # importing engine does not import aspose
+from ocr_daemon.errors import EngineUnavailable, ExitCode, OcrDaemonError
+from ocr_daemon.seam import EngineInfo, OcrResult, load_engine
+
+PACKAGES = ("ocr-daemon", "aspose-ocr-python-net", "Pillow", "watchfiles", "structlog")
+FOLDERS = ("inbox", "outbox", "processed", "failed", "state_dir")
+ENGINE_TIMEOUT_SECONDS = 180.0
+Status = Literal["ok", "warn", "FAIL"]
+
+
+@dataclass(frozen=True)
+class CheckLine:
+    status: Status
+    text: str
+    exit_code: ExitCode = ExitCode.OK
+
+    def __str__(self) -> str:
+        return f"{self.status:<4} {self.text}"
+
+
+def run_checks(config: Config) -> Iterator[CheckLine]:
+    """Versions, OpenSSL 1.1, engine start, warm-up, licence, folders."""
+    yield _versions()
+    openssl = _openssl()
+    yield openssl
+    if openssl.status == "FAIL":
+        yield CheckLine("FAIL", "engine not started: it needs OpenSSL 1.1", ExitCode.UNAVAILABLE)
+    else:
+        yield from _engine(config)
+    for name in FOLDERS:
+        yield _folder(name, getattr(config, name))
+
+
+def exit_code(lines: list[CheckLine]) -> ExitCode:
+    """OK when nothing failed, else the code of the first failure."""
+    return next((line.exit_code for line in lines if line.status == "FAIL"), ExitCode.OK)
+
+
+def _versions() -> CheckLine:
+    found, missing = [f"Python {sys.version.split()[0]}"], []
+    for package in PACKAGES:
+        try:
+            found.append(f"{package} {importlib.metadata.version(package)}")
+        except importlib.metadata.PackageNotFoundError:
+            missing.append(package)
+    if missing:
+        text = f"packages not installed: {', '.join(missing)} (run `make setup`)"
+        return CheckLine("FAIL", text, ExitCode.UNAVAILABLE)
+    return CheckLine("ok", ", ".join(found))
+
+
+def _openssl() -> CheckLine:
+    try:
+        found = runtime.find_openssl()
+    except EngineUnavailable as exc:
+        return CheckLine("FAIL", exc.message, exc.exit_code)
+    return CheckLine("ok", f"OpenSSL 1.1 ({found.source}): {found.libssl}, {found.libcrypto}")
+
+
+def _engine(config: Config) -> Iterator[CheckLine]:
+    """Start the engine in a spawned child; report each message it sends, then how it ended."""
+    context = multiprocessing.get_context("spawn")
+    receiver, sender = context.Pipe(duplex=False)
+    with tempfile.NamedTemporaryFile(prefix="ocr-daemon-check-", suffix=".log") as output:
+        child = context.Process(
+            target=probe_engine, args=(config, sender, output.name), daemon=True
+        )
+        child.start()
+        sender.close()
+        steps = yield from _engine_messages(receiver, config)
+        child.join(timeout=10)
+        if child.is_alive():
+            child.kill()
+            child.join()
+        if steps < 2:
+            yield _engine_died(child.exitcode, Path(output.name), steps)
+
+
+def _engine_messages(receiver: Connection, config: Config) -> Generator[CheckLine, None, int]:
+    deadline = time.monotonic() + ENGINE_TIMEOUT_SECONDS
+    steps = 0
+    while receiver.poll(max(0.0, deadline - time.monotonic())):
+        try:
+            kind, payload, seconds = receiver.recv()
+        except EOFError:
+            break
+        if kind == "error":
+            yield CheckLine("FAIL", f"engine: {payload}", payload.exit_code)
+            return 2
+        steps += 1
+        yield from _engine_step(kind, payload, seconds, config)
+    return steps
+
+
+def _engine_step(kind: str, payload: object, seconds: float, config: Config) -> Iterator[CheckLine]:
+    if kind == "loaded" and isinstance(payload, EngineInfo):
+        yield CheckLine("ok", f"engine {payload.name} {payload.version} loads ({seconds:.1f} s)")
+        yield _licence(payload)
+    elif kind == "warm" and isinstance(payload, OcrResult):
+        text = payload.pages[0] if payload.pages else ""
+        first = text.strip().splitlines()[0] if text.strip() else ""
+        if config.engine == "aspose" and not text.startswith(WARM_UP_PREFIX):
+            failure = f"warm-up recognition returned {first!r}, expected {WARM_UP_PREFIX!r}..."
+            yield CheckLine("FAIL", failure, ExitCode.SOFTWARE)
+        else:
+            yield CheckLine("ok", f"warm-up recognition returned {first!r} ({seconds:.1f} s)")
+
+
+def _licence(info: EngineInfo) -> CheckLine:
+    if info.licensed:
+        return CheckLine("ok", "licensed: full text output")
+    return CheckLine(
+        "warn",
+        "EVALUATION MODE (no Aspose licence): the text of EVERY PAGE IS TRUNCATED to ~300 "
+        "characters and followed by a '***** Trial Licenses *****' notice. To lift it set "
+        f"license_file under [aspose] in the config, or {LICENSE_ENV}=/path/to/Aspose.OCR.lic",
+    )
+
+
+def _engine_died(exitcode: int | None, output: Path, steps: int) -> CheckLine:
+    stage = "while starting" if steps == 0 else "during warm-up recognition"
+    if exitcode is None:
+        how = f"did not finish within {ENGINE_TIMEOUT_SECONDS:.0f} s"
+    elif exitcode < 0:
+        how = f"was killed by {signal.Signals(-exitcode).name}"
+    else:
+        how = f"exited with status {exitcode}"
+    tail = output.read_text(errors="replace").strip().splitlines()[:3]
+    said = f"; it said: {' | '.join(tail)}" if tail else ""
+    return CheckLine("FAIL", f"engine process {how} {stage}{said}", ExitCode.UNAVAILABLE)
+
+
+def _folder(name: str, folder: Path) -> CheckLine:
+    if not folder.is_dir():
+        return CheckLine("FAIL", f"{name} {folder} does not exist", ExitCode.CANT_CREATE)
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        return CheckLine(
+            "FAIL", f"{name} {folder} is not writable: {exc.strerror}", ExitCode.CANT_CREATE
+        )
+    return CheckLine("ok", f"{name} {folder} exists and is writable")
+
+
+def probe_engine(config: Config, sender: Connection, output_path: str) -> None:
+    """Child process: construct and warm the engine, sending each outcome to the parent."""
+    descriptor = os.open(output_path, os.O_WRONLY | os.O_APPEND)
+    os.dup2(descriptor, 1)  # the runtime writes to raw fds (abort traces, .NET console)
+    os.dup2(descriptor, 2)
+    try:
+        started = time.monotonic()
+        engine = load_engine(config)
+        sender.send(("loaded", engine.info(), time.monotonic() - started))
+        started = time.monotonic()
+        result = engine.warm_up()
+        sender.send(("warm", result, time.monotonic() - started))
+    except OcrDaemonError as exc:
+        sender.send(("error", exc, 0.0))
+    finally:
+        sender.close()

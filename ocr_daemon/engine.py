@@ -1,0 +1,243 @@
+"""The Aspose.OCR engine behind the `Engine` seam: the only code that calls `aspose.ocr`.
+
+It runs **inside a worker process** (or the one-shot `ocr-daemon ocr` command), never in the
+daemon's main process: constructing it starts CoreCLR in-process (see `runtime`), after which
+`fork()` is unsafe. It adds no parallelism: one recognition at a time, holding the GIL.
+
+Each file gets its own engine calls (one bad file in a batch would fail the batch), one call per
+page: images are vetted and decoded by `images` and passed as raw 8-bit pixels, PDFs are read by
+the engine page by page. Aspose raises only `RuntimeError("Proxy error(<often obfuscated>): …")`,
+so `_classify` maps message substrings to our typed errors; nothing else carries the cause.
+"""
+
+from __future__ import annotations
+
+import atexit
+import importlib
+import importlib.metadata
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from PIL import Image, ImageDraw, ImageFont
+
+from ocr_daemon import images, runtime
+from ocr_daemon.config import AsposeSettings, Config
+from ocr_daemon.errors import (
+    ConfigError,
+    CorruptInput,
+    EmptyInput,
+    EngineUnavailable,
+    InputMissing,
+    InputTooLarge,
+    OcrDaemonError,
+    RecognitionFailed,
+    UnsupportedInput,
+)
+from ocr_daemon.seam import EngineInfo, OcrResult
+
+PACKAGE = "aspose-ocr-python-net"
+WARM_UP_LINES = ("The quick brown fox jumps over the lazy dog", "Pack my box with five dozen jugs")
+WARM_UP_PREFIX = "The quick brown"  # evaluation mode returns 'The quick brown fo'
+TRIAL_CHARS_PER_PAGE = 300
+# Measured with downloads off: only LEAN and UNIVERSAL work without a model file.
+MODE_MODELS = {
+    "MULTICOLUMN": "aspose-ocr-document-structure-detection-v2.ocr",
+    "DOCUMENT_LAYOUT": "aspose-ocr-document-structure-detection-v2.ocr",
+    "TABLE": "aspose-ocr-advanced-recognition-v1.ocr",
+    "CURVED_TEXT": "aspose-ocr-advanced-recognition-v1.ocr",
+    "FORMULA": "aspose-ocr-formula-det-v1.ocr",
+}
+_CORRUPT_MARKERS = (
+    "InvalidPdfFileFormatException",
+    "Startxref",
+    "Trailer not found",
+    "Incorrect file header",
+)
+
+
+class AsposeEngine:
+    """One warm `AsposeOcr` instance with the settings from `config.aspose`."""
+
+    def __init__(self, config: Config) -> None:
+        self._config = config
+        self._resources_dir = _resources_dir(config)
+        self._ocr = runtime.load_aspose(config.aspose, self._resources_dir)
+        self._settings = self._recognition_settings(config.aspose)
+        self._licensed = self._apply_license(config.aspose.license_file)
+        try:
+            self._api = self._ocr.AsposeOcr()
+        except RuntimeError as exc:
+            raise EngineUnavailable(f"Aspose.OCR failed to start: {_clean(exc)}") from None
+
+    def info(self) -> EngineInfo:
+        mode = (
+            "licensed"
+            if self._licensed
+            else (
+                f"EVALUATION mode: output cut to ~{TRIAL_CHARS_PER_PAGE} chars per page plus a "
+                "trial notice"
+            )
+        )
+        settings = self._config.aspose
+        detail = (
+            f"{mode}; language={settings.language}, detect_areas_mode="
+            f"{settings.detect_areas_mode}, onnx_intra_op_threads="
+            f"{settings.onnx_intra_op_threads}, sequential={settings.onnx_sequential}; "
+            f"resources in {self._resources_dir}"
+        )
+        return EngineInfo("aspose", importlib.metadata.version(PACKAGE), self._licensed, detail)
+
+    def warm_up(self) -> OcrResult:
+        page = render_warm_up_page()
+        return self._result([self._recognize_pixels(page, Path("<warm-up page>"))])
+
+    def recognize(self, path: Path) -> OcrResult:
+        vetted = images.vet(path, self._config.limits)
+        if isinstance(vetted, images.PdfInput):
+            results = self._recognize_pdf(vetted)
+        else:
+            results = [self._recognize_pixels(page, path) for page in vetted.pages()]
+        return self._result(results)
+
+    def _recognize_pixels(self, page: Image.Image, path: Path) -> Any:
+        pixel_type = self._ocr.PixelType.BYTE if page.mode == "L" else self._ocr.PixelType.RGB
+        inp = self._new_input(self._ocr.InputType.SINGLE_IMAGE)
+        inp.add(page.tobytes(), page.width, page.height, pixel_type)
+        results = self._call(inp, path)
+        if len(results) != 1:
+            raise RecognitionFailed(f"engine returned {len(results)} results for 1 page", str(path))
+        return results[0]
+
+    def _recognize_pdf(self, pdf: images.PdfInput) -> list[Any]:
+        """Page by page, until the engine returns nothing: memory stays at one page."""
+        limit = self._config.limits.max_pages
+        pages: list[Any] = []
+        for index in range(limit + 1):
+            inp = self._new_input(self._ocr.InputType.PDF)
+            inp.add(str(pdf.path), index, 1)
+            results = self._call(inp, pdf.path)
+            if not results:
+                break
+            if index == limit:
+                raise InputTooLarge(f"PDF has over limits.max_pages = {limit} pages", str(pdf.path))
+            pages.extend(results)
+        if not pages:
+            raise EmptyInput("PDF has no pages", str(pdf.path))
+        return pages
+
+    def _new_input(self, input_type: Any) -> Any:
+        if not self._config.aspose.auto_skew:
+            return self._ocr.OcrInput(input_type)
+        filters = importlib.import_module("aspose.ocr.models.preprocessingfilters")
+        chain = filters.PreprocessingFilter()
+        chain.add(filters.PreprocessingFilter.auto_skew())
+        return self._ocr.OcrInput(input_type, chain)
+
+    def _call(self, inp: Any, path: Path) -> list[Any]:
+        try:
+            return list(self._api.recognize(inp, self._settings))
+        except RuntimeError as exc:
+            raise self._classify(_clean(exc), path) from None
+
+    def _classify(self, message: str, path: Path) -> OcrDaemonError:
+        if "Please install" in message:
+            settings = self._config.aspose
+            return EngineUnavailable(
+                f"aspose.language={settings.language!r} / aspose.detect_areas_mode="
+                f"{settings.detect_areas_mode!r} need a model that is not installed and "
+                f"automatic downloads are off: {message} Put the .ocr file in "
+                f"{self._resources_dir}, or choose LATIN-script languages and LEAN/UNIVERSAL"
+            )
+        if "Invalid password" in message:
+            return UnsupportedInput("PDF is password-protected", str(path))
+        if "FileNotFoundException" in message:
+            return InputMissing("file does not exist", str(path))
+        if any(marker in message for marker in _CORRUPT_MARKERS):
+            return CorruptInput(message, str(path))
+        return RecognitionFailed(message, str(path))
+
+    def _result(self, results: list[Any]) -> OcrResult:
+        warnings = dict.fromkeys(str(w) for r in results for w in (r.warnings or ()))
+        return OcrResult(
+            pages=tuple(str(r.recognition_text) for r in results),
+            evaluation_mode=not self._licensed,
+            warnings=tuple(warnings),
+        )
+
+    def _recognition_settings(self, settings: AsposeSettings) -> Any:
+        where = str(self._config.source) if self._config.source else None
+        recognition = self._ocr.RecognitionSettings()
+        recognition.language = _enum(self._ocr.Language, settings.language, "language", where)
+        mode = _enum(
+            self._ocr.DetectAreasMode, settings.detect_areas_mode, "detect_areas_mode", where
+        )
+        model = MODE_MODELS.get(settings.detect_areas_mode.upper())
+        if model and not (self._resources_dir / model).is_file():
+            raise ConfigError(
+                f"key 'aspose.detect_areas_mode' = {settings.detect_areas_mode!r} needs the model "
+                f"{model}, which is not in {self._resources_dir} (automatic downloads are off); "
+                "use LEAN or UNIVERSAL, or provision the model there",
+                where,
+            )
+        recognition.detect_areas_mode = mode
+        return recognition
+
+    def _apply_license(self, license_file: Path | None) -> bool:
+        if license_file is not None:
+            try:
+                self._ocr.License().set_license(str(license_file))
+            except RuntimeError as exc:
+                raise ConfigError(
+                    f"key 'aspose.license_file' ({license_file}) rejected by Aspose: {_clean(exc)}",
+                    str(self._config.source) if self._config.source else None,
+                ) from None
+        return bool(self._ocr.License().is_licensed)
+
+
+def render_warm_up_page() -> Image.Image:
+    """The built-in 1200x300 two-line page, drawn in memory with DejaVu Sans."""
+    page = Image.new("L", (1200, 300), 255)
+    draw = ImageDraw.Draw(page)
+    font_file = Path(sys.prefix) / "native" / "fonts" / "DejaVuSans.ttf"
+    font: ImageFont.FreeTypeFont | ImageFont.ImageFont
+    if font_file.is_file():
+        font = ImageFont.truetype(str(font_file), 40)
+    else:
+        font = ImageFont.load_default(size=40)
+    for number, line in enumerate(WARM_UP_LINES):
+        draw.text((40, 60 + 100 * number), line, fill=0, font=font)
+    return page
+
+
+def _enum(enum: Any, name: str, key: str, where: str | None) -> Any:
+    members = enum.__members__
+    if name.upper() not in members:
+        raise ConfigError(
+            f"key 'aspose.{key}' has unknown value {name!r}; expected one of "
+            f"{', '.join(sorted(members))}",
+            where,
+        )
+    return members[name.upper()]
+
+
+def _clean(exc: BaseException) -> str:
+    """The engine's message with `Proxy error(Type): ` shortened to `Type: ` (dropped when the
+    type name is obfuscated) and unprintable characters removed."""
+    message = str(exc)
+    if message.startswith("Proxy error(") and "): " in message:
+        kind, message = message[len("Proxy error(") :].split("): ", 1)
+        message = f"{kind}: {message}" if kind.isidentifier() else message
+    return "".join(ch for ch in message if ch.isprintable() or ch == "\n").strip()
+
+
+def _resources_dir(config: Config) -> Path:
+    """Our private Aspose resources folder: state_dir/aspose when the state folder exists
+    (operators put pre-provisioned .ocr models there), else a temp folder removed at exit."""
+    if config.state_dir.is_dir():
+        return config.state_dir / "aspose"
+    temp = Path(tempfile.mkdtemp(prefix="ocr-daemon-aspose-"))
+    atexit.register(shutil.rmtree, temp, ignore_errors=True)
+    return temp

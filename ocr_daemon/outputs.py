@@ -1,0 +1,157 @@
+"""Where outcomes go: the sidecar in the outbox, the input moved to processed/ or failed/, and the
+``NAME.error.json`` record beside a failed input.
+
+Naming rule: ``inbox/a/b/scan.png`` → ``outbox/a/b/scan.txt``. A name already on disk, or reserved
+by another outcome in progress, is never reused: the next free of ``scan (2).txt``,
+``scan (3).txt`` ... is taken, and likewise in processed/ and failed/. Every outcome is reserved in
+the journal before anything is written and is finished by `finish` — also after a crash, from the
+journal alone — so each input ends with exactly one sidecar or one failure record.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path, PurePosixPath
+
+import structlog
+
+from ocr_daemon import fsops
+from ocr_daemon.config import Config
+from ocr_daemon.errors import OcrDaemonError
+from ocr_daemon.journal import JobRecord, Journal, Outcome
+from ocr_daemon.seam import OcrResult
+
+log = structlog.get_logger()
+ERROR_SUFFIX = ".error.json"
+
+
+class InputChanged(Exception):
+    """The input is gone, or is no longer the file that was recognised."""
+
+    def __init__(self, rel: PurePosixPath, vanished: bool) -> None:
+        super().__init__(rel, vanished)
+        self.rel = rel
+        self.vanished = vanished
+
+
+@dataclass(frozen=True)
+class Failure:
+    """Everything a failure record says about a failed input."""
+
+    error: OcrDaemonError
+    attempts: int
+    first_seen: float
+    engine: str
+
+
+class Outputs:
+    def __init__(self, config: Config, journal: Journal) -> None:
+        self.config = config
+        self.journal = journal
+
+    def commit_success(self, job: JobRecord, result: OcrResult) -> PurePosixPath:
+        """Write the sidecar, dispose of the input; returns the sidecar's path under the outbox."""
+        self._check_unchanged(job)
+        sidecar = self._free_name(self.config.outbox, job.rel.with_suffix(".txt"))
+        moved = None
+        if self.config.on_success == "move":
+            moved = self._free_name(self.config.processed, job.rel)
+        self.journal.reserve(job.id, "done", sidecar, moved)
+        self._write(job, self.config.outbox, sidecar, result.text.encode("utf-8"))
+        self._dispose(job, "done", moved)
+        return sidecar
+
+    def commit_failure(self, job: JobRecord, failure: Failure) -> PurePosixPath:
+        """Move the input to failed/ with its error record; returns the record's path."""
+        self._check_unchanged(job)
+        moved = self._free_failed_name(job.rel)
+        record = moved.with_name(fsops.fit_name(moved.name, ERROR_SUFFIX))
+        self.journal.reserve(job.id, "failed", record, moved, failure.error.reason)
+        data = _error_record(job, failure, moved)
+        self._write(job, self.config.failed, record, data)
+        self._dispose(job, "failed", moved)
+        return record
+
+    def finish(self, job: JobRecord) -> bool:
+        """Complete an outcome interrupted by a crash. False when nothing was written yet (the
+        job is active again and will be recognised anew)."""
+        assert job.output is not None
+        root = self.config.outbox if job.outcome == "done" else self.config.failed
+        fsops.remove_temp(root, job.output.parent, str(job.id))
+        if fsops.lstat_in(root, job.output) is None:
+            self.journal.reopen(job.id)
+            return False
+        self._dispose(job, job.outcome or "done", job.moved_to)
+        return True
+
+    def _check_unchanged(self, job: JobRecord) -> None:
+        st = fsops.lstat_in(self.config.inbox, job.rel)
+        if st is None or fsops.Identity.of(st) != job.identity:
+            raise InputChanged(job.rel, vanished=st is None)
+
+    def _free_name(self, root: Path, rel: PurePosixPath) -> PurePosixPath:
+        for n in range(1, 100_000):
+            candidate = fsops.numbered(rel, n)
+            if not self._taken(root, candidate):
+                return candidate
+        raise OSError(f"no free name for {rel} under {root}")
+
+    def _free_failed_name(self, rel: PurePosixPath) -> PurePosixPath:
+        for n in range(1, 100_000):
+            moved = fsops.numbered(rel, n)
+            record = moved.with_name(fsops.fit_name(moved.name, ERROR_SUFFIX))
+            if not (
+                self._taken(self.config.failed, moved) or self._taken(self.config.failed, record)
+            ):
+                return moved
+        raise OSError(f"no free name for {rel} under {self.config.failed}")
+
+    def _taken(self, root: Path, rel: PurePosixPath) -> bool:
+        return fsops.lstat_in(root, rel) is not None or self.journal.is_reserved(rel)
+
+    def _write(self, job: JobRecord, root: Path, rel: PurePosixPath, data: bytes) -> None:
+        try:
+            fsops.write_new(root, rel, data, self.config.output_mode, tag=str(job.id))
+        except FileExistsError:
+            pass  # published before an interruption: it is ours (names are reserved first)
+        except OSError as exc:
+            self.journal.reopen(job.id)
+            raise fsops.as_output_error(exc, root) from exc
+
+    def _dispose(self, job: JobRecord, outcome: Outcome, moved: PurePosixPath | None) -> None:
+        """Move (or delete, or keep) the input, then mark the outcome finished."""
+        root = self.config.processed if outcome == "done" else self.config.failed
+        try:
+            if moved is not None:
+                fsops.move_new(self.config.inbox, job.rel, root, moved, job.identity)
+            elif self.config.on_success == "delete":
+                fsops.unlink_in(self.config.inbox, job.rel, job.identity)
+        except FileNotFoundError:
+            log.warning("file.vanished_at_disposal", path=str(job.rel))
+        except OSError as exc:
+            raise fsops.as_output_error(exc, root) from exc
+        self.journal.finish(job.id, outcome)
+
+
+def _error_record(job: JobRecord, failure: Failure, moved: PurePosixPath) -> bytes:
+    now = time.time()
+    record = {
+        "file": str(job.rel),
+        "moved_to": str(moved),
+        "reason": failure.error.reason,
+        "message": failure.error.message,
+        "attempts": failure.attempts,
+        "first_seen": _iso(failure.first_seen),
+        "failed_at": _iso(now),
+        "engine": failure.engine,
+        "daemon_version": metadata.version("ocr-daemon"),
+    }
+    return (json.dumps(record, indent=2, ensure_ascii=False, default=str) + "\n").encode()
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")

@@ -1,0 +1,327 @@
+"""Which inbox files are candidates, and when a candidate is complete.
+
+Three sources feed one settle tracker: a scan of the whole inbox at start, one long-lived
+`watchfiles.awatch` (polling on network and FUSE filesystems, where inotify misses remote writes),
+and a periodic reconciliation scan so an event lost to an inotify overflow or a remount never
+strands a file. A file is complete once it has been quiet (no event, same size, mtime and inode)
+for ``settle_seconds`` and is non-empty. Symlinks, FIFOs, sockets and devices are never opened.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fnmatch
+import os
+import stat
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+import structlog
+import watchfiles
+
+from ocr_daemon import fsops
+from ocr_daemon.config import Config
+
+log = structlog.get_logger()
+
+DEFAULT_IGNORE = (
+    "*.part", "*.partial", "*.tmp", "*.temp", "*.crdownload", "*.filepart", "*.download",
+    "*.swp", "*~", "~$*", "Thumbs.db", "desktop.ini", "@eaDir", "#recycle", "#snapshot",
+    "$RECYCLE.BIN", "System Volume Information", "lost+found", "__MACOSX",
+    "*@SynoResource", "*@SynoEAStream",
+)  # fmt: skip
+REMOTE_FILESYSTEMS = ("nfs", "nfs4", "cifs", "smb3", "smbfs", "9p", "fuse", "ceph", "glusterfs",
+                      "afs", "davfs", "virtiofs")  # fmt: skip
+Emit = Callable[[PurePosixPath, fsops.Identity], Awaitable[None]]
+
+
+class InboxFilter:
+    """Name rules: hidden names (which covers ``._*``, ``.~lock*``, ``.DS_Store`` and our own
+    temp files), partial-download and editor names, NAS metadata folders, plus config patterns."""
+
+    def __init__(self, extra_patterns: tuple[str, ...] = ()) -> None:
+        self.patterns = tuple(p.lower() for p in DEFAULT_IGNORE + extra_patterns)
+
+    def ignored_reason(self, rel: PurePosixPath) -> str | None:
+        for part in rel.parts:
+            if part.startswith("."):
+                return "hidden"
+            lowered = part.lower()
+            for pattern in self.patterns:
+                if fnmatch.fnmatchcase(lowered, pattern):
+                    return f"matches ignore pattern {pattern!r}"
+        return None
+
+
+def special_reason(st: os.stat_result) -> str | None:
+    """Why a directory entry is not a file we may open, or None for a regular file."""
+    mode = st.st_mode
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISLNK(mode):
+        return "symlink (never followed)"
+    if stat.S_ISFIFO(mode):
+        return "fifo"
+    if stat.S_ISSOCK(mode):
+        return "socket"
+    if stat.S_ISBLK(mode) or stat.S_ISCHR(mode):
+        return "device"
+    return "not a regular file"
+
+
+def scan(inbox: Path, rules: InboxFilter) -> Iterator[tuple[PurePosixPath, os.stat_result]]:
+    """Every entry under `inbox` that is not ignored by name, without following symlinks."""
+    stack = [PurePosixPath()]
+    while stack:
+        rel_dir = stack.pop()
+        try:
+            entries = list(os.scandir(inbox / rel_dir))
+        except OSError as exc:
+            log.warning("inbox.unreadable", path=str(rel_dir), error=exc.strerror)
+            continue
+        for entry in sorted(entries, key=lambda e: e.name):
+            rel = rel_dir / entry.name
+            if rules.ignored_reason(PurePosixPath(entry.name)) is not None:
+                continue
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+            if stat.S_ISDIR(st.st_mode):
+                stack.append(rel)
+            else:
+                yield rel, st
+
+
+def remote_filesystem(path: Path) -> str | None:
+    """The filesystem type of `path` when it is one inotify cannot fully watch."""
+    best, fstype = "", ""
+    with contextlib.suppress(OSError), open("/proc/self/mountinfo", encoding="utf-8") as fh:
+        for line in fh:
+            fields = line.split()
+            mount, kind = fields[4], fields[fields.index("-") + 1]
+            if str(path).startswith(mount) and len(mount) > len(best):
+                best, fstype = mount, kind
+    base = fstype.split(".")[0]
+    return fstype if base in REMOTE_FILESYSTEMS else None
+
+
+@dataclass
+class _Pending:
+    identity: fsops.Identity
+    quiet_since: float
+    first_seen: float
+    warned: bool = False
+
+
+@dataclass
+class Settler:
+    """Candidates that are not complete yet, and when each is next due for a look."""
+
+    settle_seconds: float
+    pending: dict[PurePosixPath, _Pending] = field(default_factory=dict)
+
+    def touch(self, rel: PurePosixPath, st: os.stat_result, quiet_since: float) -> None:
+        ident = fsops.Identity.of(st)
+        entry = self.pending.get(rel)
+        if entry is None or entry.identity != ident or quiet_since > entry.quiet_since:
+            first_seen = entry.first_seen if entry else time.monotonic()
+            warned = entry.warned if entry else False
+            self.pending[rel] = _Pending(ident, quiet_since, first_seen, warned)
+
+    def next_due(self) -> float | None:
+        if not self.pending:
+            return None
+        return min(p.quiet_since for p in self.pending.values()) + self.settle_seconds
+
+    def due(self, now: float) -> list[PurePosixPath]:
+        return [r for r, p in self.pending.items() if now - p.quiet_since >= self.settle_seconds]
+
+
+class InboxWatcher:
+    """Finds complete candidates in the inbox and hands each to `emit` once.
+
+    `emit` is awaited (so a full queue applies back-pressure); `is_busy(rel)` says whether a file
+    is already queued or in flight, so it is not tracked again.
+    """
+
+    UNSETTLED_WARNING_SECONDS = 300.0
+
+    def __init__(
+        self, config: Config, emit: Emit, is_busy: Callable[[PurePosixPath], bool]
+    ) -> None:
+        self.config = config
+        self.rules = InboxFilter(config.ignore_patterns)
+        self.settler = Settler(config.settle_seconds)
+        self.emit = emit
+        self.is_busy = is_busy
+        self._wake = asyncio.Event()
+        self._skipped: set[PurePosixPath] = set()
+        self.watching = False
+        self.polling = self._choose_polling()
+
+    def _choose_polling(self) -> bool:
+        if self.config.force_polling is not None:
+            return self.config.force_polling
+        fstype = remote_filesystem(self.config.inbox.resolve())
+        if fstype:
+            log.info(
+                "watcher.polling", reason=f"inbox is on {fstype}, inotify misses remote writes"
+            )
+        return fstype is not None
+
+    def reconfigure(self, config: Config) -> None:
+        """Apply the live-reloadable keys (settle time, ignore patterns)."""
+        self.config = config
+        self.rules = InboxFilter(config.ignore_patterns)
+        self.settler.settle_seconds = config.settle_seconds
+        self._wake.set()
+
+    # -- sources -------------------------------------------------------------------------------
+
+    def scan_once(self, *, trust_mtime: bool) -> int:
+        """Track every candidate now in the inbox; returns how many were found.
+
+        With `trust_mtime` (start-up and reconciliation scans) a file whose mtime is already older
+        than the settle time counts as quiet since its mtime, so it is not made to wait again.
+        """
+        now_wall, now = time.time(), time.monotonic()
+        found = 0
+        for rel, st in scan(self.config.inbox, self.rules):
+            if self._consider(rel, st):
+                age = max(0.0, now_wall - st.st_mtime) if trust_mtime else 0.0
+                self.settler.touch(rel, st, quiet_since=now - age)
+                found += 1
+        self._wake.set()
+        return found
+
+    def _consider(self, rel: PurePosixPath, st: os.stat_result) -> bool:
+        reason = special_reason(st)
+        if reason is not None:
+            if rel not in self._skipped:
+                self._skipped.add(rel)
+                log.warning("file.skipped", path=str(rel), reason=reason)
+            return False
+        return not self.is_busy(rel)
+
+    def on_change(self, path: str) -> None:
+        """A watch event for `path`: (re)start its quiet period."""
+        try:
+            rel = PurePosixPath(Path(path).relative_to(self.config.inbox))
+        except ValueError:
+            return
+        if rel.parts and self.rules.ignored_reason(rel) is None:
+            st = fsops.lstat_in(self.config.inbox, rel)
+            if st is None:
+                self.settler.pending.pop(rel, None)
+            elif stat.S_ISDIR(st.st_mode):
+                self._track_new_dir(rel)
+            elif self._consider(rel, st):
+                self.settler.touch(rel, st, quiet_since=time.monotonic())
+                self._wake.set()
+
+    def _track_new_dir(self, rel: PurePosixPath) -> None:
+        # A folder moved into the inbox brings files the watch never saw being created.
+        now = time.monotonic()
+        for sub, st in scan(self.config.inbox / rel, self.rules):
+            if self._consider(rel / sub, st):
+                self.settler.touch(rel / sub, st, quiet_since=now)
+        self._wake.set()
+
+    # -- loops ---------------------------------------------------------------------------------
+
+    async def watch(self, stop: asyncio.Event) -> None:
+        """One long-lived awatch; restarted (with a rescan) if the inbox disappears and returns."""
+        while not stop.is_set():
+            await self._wait_for_inbox(stop)
+            inode = self.config.inbox.stat().st_ino
+            try:
+                self.watching = True
+                async for changes in watchfiles.awatch(
+                    self.config.inbox, watch_filter=None, stop_event=stop, debounce=400, step=50,
+                    force_polling=self.polling, poll_delay_ms=500, recursive=True,
+                    ignore_permission_denied=True, rust_timeout=5_000, yield_on_timeout=True,
+                ):  # fmt: skip
+                    for _change, path in changes:
+                        self.on_change(path)
+                    if not _same_dir(self.config.inbox, inode):
+                        break
+            except (FileNotFoundError, RuntimeError, OSError) as exc:
+                log.error("watcher.error", error=str(exc))
+            finally:
+                self.watching = False
+            if not stop.is_set():
+                log.warning("watcher.restarting", inbox=str(self.config.inbox))
+                await asyncio.sleep(1.0)
+
+    async def _wait_for_inbox(self, stop: asyncio.Event) -> None:
+        warned = False
+        while not self.config.inbox.is_dir() and not stop.is_set():
+            if not warned:
+                log.error("inbox.missing", inbox=str(self.config.inbox))
+                warned = True
+            await asyncio.sleep(1.0)
+        if warned:
+            log.info("inbox.back", inbox=str(self.config.inbox))
+            self.scan_once(trust_mtime=False)
+
+    async def reconcile(self, stop: asyncio.Event) -> None:
+        """The periodic full scan that catches whatever the watch missed."""
+        interval = self.config.rescan_interval_seconds
+        while interval > 0 and not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=interval)
+            if not stop.is_set() and self.config.inbox.is_dir():
+                found = await asyncio.to_thread(self.scan_once, trust_mtime=True)
+                log.debug("inbox.rescanned", candidates=found)
+            interval = self.config.rescan_interval_seconds
+
+    async def settle(self, stop: asyncio.Event) -> None:
+        """Hand on each candidate once it has been quiet for the settle time."""
+        while not stop.is_set():
+            due_at = self.settler.next_due()
+            timeout = None if due_at is None else max(0.0, due_at - time.monotonic())
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=timeout)
+            for rel in self.settler.due(time.monotonic()):
+                await self._check_settled(rel)
+
+    async def _check_settled(self, rel: PurePosixPath) -> None:
+        entry = self.settler.pending.get(rel)
+        st = fsops.lstat_in(self.config.inbox, rel)
+        if entry is None:
+            return
+        if st is None or not self._consider(rel, st):
+            del self.settler.pending[rel]
+            return
+        ident = fsops.Identity.of(st)
+        if ident == entry.identity and ident.size > 0:
+            del self.settler.pending[rel]
+            await self.emit(rel, ident)
+            return
+        now = time.monotonic()
+        if ident != entry.identity:
+            self.settler.touch(rel, st, quiet_since=now)
+        else:
+            entry.quiet_since = now  # empty: keep waiting for content
+        self._warn_if_stuck(rel, ident)
+
+    def _warn_if_stuck(self, rel: PurePosixPath, ident: fsops.Identity) -> None:
+        entry = self.settler.pending[rel]
+        if entry.warned:
+            return
+        if time.monotonic() - entry.first_seen > self.UNSETTLED_WARNING_SECONDS:
+            entry.warned = True
+            reason = "empty: waiting for content" if ident.size == 0 else "still being written"
+            log.warning("file.unsettled", path=str(rel), reason=reason, size=ident.size)
+
+
+def _same_dir(path: Path, inode: int) -> bool:
+    try:
+        return path.stat().st_ino == inode
+    except OSError:
+        return False

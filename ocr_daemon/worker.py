@@ -1,0 +1,75 @@
+"""The worker process: one warm engine, one job at a time, and nothing else.
+
+Started with ``spawn`` by the pool (never forked: the .NET runtime is not fork-safe). It ignores
+SIGINT and SIGTERM — systemd and Ctrl+C signal the whole process group, and the daemon decides when
+work stops — and it neither logs nor writes outputs: it receives ``(job_id, path)`` and sends back
+a `Done` or `Failed` message. Its stdout is pointed at stderr, because the engine writes to the
+raw file descriptor 1, which in the daemon is the structured log stream.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from pathlib import Path
+
+from ocr_daemon.config import Config
+from ocr_daemon.errors import OcrDaemonError, RecognitionFailed
+from ocr_daemon.seam import Engine, EngineInfo, OcrResult, load_engine
+
+
+@dataclass(frozen=True)
+class Ready:
+    info: EngineInfo
+    warm_up_chars: int
+
+
+@dataclass(frozen=True)
+class Done:
+    job_id: int
+    result: OcrResult
+
+
+@dataclass(frozen=True)
+class Failed:
+    job_id: int
+    error: OcrDaemonError
+
+
+def serve(conn: Connection, config: Config) -> None:
+    """Process entry point: warm up, report ready, then answer jobs until told to stop."""
+    os.dup2(2, 1)
+    _ignore_signals()
+    try:
+        engine = load_engine(config)
+        _ignore_signals()  # again: importing the engine's runtime installs its own SIGTERM handler
+        warm = engine.warm_up()
+        conn.send(Ready(engine.info(), warm.chars))
+    except OcrDaemonError as exc:
+        conn.send(Failed(-1, exc))
+        return
+    while True:
+        try:
+            message = conn.recv()
+        except EOFError:
+            return
+        if message is None:
+            return
+        job_id, path = message
+        conn.send(_recognize(engine, job_id, path))
+
+
+def _recognize(engine: Engine, job_id: int, path: str) -> Done | Failed:
+    try:
+        return Done(job_id, engine.recognize(Path(path)))
+    except OcrDaemonError as exc:
+        return Failed(job_id, exc)
+    except Exception as exc:  # the engine's own errors: reported, never fatal to the worker
+        return Failed(job_id, RecognitionFailed(f"{type(exc).__name__}: {exc}", path))
+
+
+def _ignore_signals() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)

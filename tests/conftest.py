@@ -1,0 +1,41 @@
+"""Shared fixtures: pages rendered with DejaVu Sans, and the optional real-scan corpus."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import pytest
+from PIL import Image, ImageDraw, ImageFont
+
+FONT_FILE = Path(sys.prefix) / "native" / "fonts" / "DejaVuSans.ttf"
+CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus" / "real"
+RenderPage = Callable[..., Image.Image]
+
+
+def render_page(
+    lines: Sequence[str], size: tuple[int, int] = (1800, 1200), font_size: int = 40
+) -> Image.Image:
+    """White RGB page with `lines` in black, one per 1.6 line heights from the top left."""
+    if not FONT_FILE.is_file():
+        pytest.skip(f"DejaVu fonts missing at {FONT_FILE}: run `make setup`")
+    page = Image.new("RGB", size, "white")
+    draw = ImageDraw.Draw(page)
+    font = ImageFont.truetype(str(FONT_FILE), font_size)
+    for number, line in enumerate(lines):
+        draw.text((40, 40 + int(number * font_size * 1.6)), line, fill="black", font=font)
+    return page
+
+
+@pytest.fixture(name="render_page")
+def render_page_fixture() -> RenderPage:
+    return render_page
+
+
+@pytest.fixture
+def shared_corpus() -> Path:
+    """../shared/corpus/real next to the checkout; tests using it skip where it is absent."""
+    if not CORPUS.is_dir():
+        pytest.skip(f"real-scan corpus not found at {CORPUS}")
+    return CORPUS
