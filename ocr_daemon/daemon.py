@@ -70,7 +70,9 @@ class Daemon:
         self.outputs = Outputs(config, self.journal)
         self.queue: asyncio.Queue[Job] = asyncio.Queue(maxsize=config.queue_size)
         self.busy: set[PurePosixPath] = set()
-        self.watcher = InboxWatcher(config, self._enqueue, self.busy.__contains__)
+        self.watcher = InboxWatcher(
+            config, self._enqueue, self.busy.__contains__, wait_for_content=not once
+        )
         self.pool: Pool | None = None
         self._delayed: set[asyncio.Task[None]] = set()
         self._intake: list[asyncio.Task[None]] = []

@@ -151,9 +151,15 @@ class InboxWatcher:
     UNSETTLED_WARNING_SECONDS = 300.0
 
     def __init__(
-        self, config: Config, emit: Emit, is_busy: Callable[[PurePosixPath], bool]
+        self,
+        config: Config,
+        emit: Emit,
+        is_busy: Callable[[PurePosixPath], bool],
+        *,
+        wait_for_content: bool = True,
     ) -> None:
         self.config = config
+        self.wait_for_content = wait_for_content
         self.rules = InboxFilter(config.ignore_patterns)
         self.settler = Settler(config.settle_seconds)
         self.emit = emit
@@ -306,8 +312,12 @@ class InboxWatcher:
         now = time.monotonic()
         if ident != entry.identity:
             self.settler.touch(rel, st, quiet_since=now)
-        else:
+        elif self.wait_for_content:
             entry.quiet_since = now  # empty: keep waiting for content
+        else:
+            del self.settler.pending[rel]
+            log.warning("file.skipped", path=str(rel), reason="empty file, left in the inbox")
+            return
         self._warn_if_stuck(rel, ident)
 
     def _warn_if_stuck(self, rel: PurePosixPath, ident: fsops.Identity) -> None:
