@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ocr_daemon import checks
+from ocr_daemon import checks, service
 from ocr_daemon.config import Config, load_config
 from ocr_daemon.errors import ExitCode, InputError, OcrDaemonError
 from ocr_daemon.logs import configure_logging
@@ -65,6 +65,19 @@ def _ocr_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 COMMANDS: dict[str, Command] = {
+    "run": Command(
+        "watch the inbox and OCR every new file until stopped",
+        service.run,
+        service.add_run_arguments,
+        stdout_is_output=False,
+    ),
+    "once": Command(
+        "OCR what is in the inbox now, then exit (1 if any file failed)",
+        service.once,
+        service.add_run_arguments,
+        stdout_is_output=False,
+    ),
+    "status": Command("show the running daemon's live state", service.status),
     "ocr": Command("OCR files now and print their text", run_ocr, _ocr_arguments),
     "check": Command("verify this machine and config can run the daemon", run_check),
 }
@@ -90,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     command = COMMANDS[args.command]
     try:
         config = load_config(args.config)
+        if hasattr(args, "set_inbox"):
+            config = service.apply_overrides(config, args)
         stream = sys.stderr if command.stdout_is_output else None
         configure_logging(config.log_format, config.log_level, stream=stream)
         return command.handler(args, config)

@@ -9,6 +9,7 @@ raw file descriptor 1, which in the daemon is the structured log stream.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ class Failed:
 def serve(conn: Connection, config: Config) -> None:
     """Process entry point: warm up, report ready, then answer jobs until told to stop."""
     os.dup2(2, 1)
+    _die_with_parent()
     _ignore_signals()
     try:
         engine = load_engine(config)
@@ -73,3 +75,10 @@ def _recognize(engine: Engine, job_id: int, path: str) -> Done | Failed:
 def _ignore_signals() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+def _die_with_parent() -> None:
+    # If the daemon is SIGKILLed, its workers must not live on (a hung one would forever).
+    PR_SET_PDEATHSIG = 1
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
