@@ -97,7 +97,7 @@ class Slot:
             target=worker.serve, args=(child, self.config), name=f"ocr-worker-{self.index}",
             daemon=True,
         )  # fmt: skip
-        await asyncio.to_thread(_start_with_env, process)
+        _start_with_env(process)  # from the loop thread: PDEATHSIG follows the spawning thread
         child.close()
         self.process, self.conn, self.jobs_done = process, parent, 0
         self.last_pid = process.pid
