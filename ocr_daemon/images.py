@@ -110,11 +110,10 @@ def sniff(head: bytes) -> str:
     for magic, offset, kind in (*_MAGIC, *_OTHER_MAGIC):
         if head[offset : offset + len(magic)] == magic:
             return "webp" if kind == "webp" and not head.startswith(b"RIFF") else kind
-    try:
-        head.decode("utf-8")
-    except UnicodeDecodeError:
-        return "unrecognised binary data"
-    return "text"
+    text = head.decode("utf-8", errors="ignore")  # a cut multi-byte character is dropped
+    if text and all(ch.isprintable() or ch in "\t\r\n\f" for ch in text):
+        return "text"
+    return "unrecognised binary data"
 
 
 def normalise(image: Image.Image) -> Image.Image:

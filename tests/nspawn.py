@@ -106,6 +106,9 @@ def build_rootfs(cache: Path = CACHE_DIR) -> Path:
     (tmp / ".complete").write_text(recipe + "\n")
     shutil.rmtree(root, ignore_errors=True)
     tmp.rename(root)
+    for stale in cache.glob("rootfs*"):  # older recipes and interrupted builds
+        if stale != root:
+            shutil.rmtree(stale, ignore_errors=True)
     return root
 
 

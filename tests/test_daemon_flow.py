@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from ocr_daemon.errors import AlreadyRunning
+from ocr_daemon.journal import Journal
 from tests.harness import error_record, files_under, make_config, run_once
 
 
@@ -130,9 +132,6 @@ def test_outputs_get_configured_mode(tmp_path: Path) -> None:
 
 
 def test_second_daemon_on_same_state_dir_is_refused(tmp_path: Path) -> None:
-    from ocr_daemon.errors import AlreadyRunning
-    from ocr_daemon.journal import Journal
-
     config = make_config(tmp_path)
     first = Journal(config.state_dir)
     first.open()
