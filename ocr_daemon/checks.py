@@ -157,7 +157,13 @@ def _engine_died(exitcode: int | None, output: Path, steps: int) -> CheckLine:
 
 def _folder(name: str, folder: Path) -> CheckLine:
     if not folder.is_dir():
-        return CheckLine("FAIL", f"{name} {folder} does not exist", ExitCode.CANT_CREATE)
+        parent = _nearest_existing(folder)
+        if parent.is_dir() and os.access(parent, os.W_OK | os.X_OK):
+            return CheckLine("warn", f"{name} {folder} does not exist yet; the daemon creates it")
+        return CheckLine(
+            "FAIL", f"{name} {folder} does not exist and {parent} is not writable",
+            ExitCode.CANT_CREATE,
+        )  # fmt: skip
     try:
         with tempfile.TemporaryFile(dir=folder):
             pass
@@ -166,6 +172,12 @@ def _folder(name: str, folder: Path) -> CheckLine:
             "FAIL", f"{name} {folder} is not writable: {exc.strerror}", ExitCode.CANT_CREATE
         )
     return CheckLine("ok", f"{name} {folder} exists and is writable")
+
+
+def _nearest_existing(folder: Path) -> Path:
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return folder
 
 
 def probe_engine(config: Config, sender: Connection, output_path: str) -> None:

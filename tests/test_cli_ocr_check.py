@@ -119,7 +119,17 @@ def test_check_without_openssl_fails_with_the_fix(tmp_path: Path) -> None:
     assert result.returncode == 69, result.stdout
     assert "FAIL OpenSSL 1.1 (libcrypto.so.1.1 and libssl.so.1.1) not found" in result.stdout
     assert "run `make setup` in the ocr-daemon checkout" in result.stdout
-    assert f"FAIL state_dir {tmp_path / 'state_dir'} does not exist" in result.stdout
+    assert f"warn state_dir {tmp_path / 'state_dir'} does not exist yet" in result.stdout
+
+
+def test_check_fails_for_a_folder_it_cannot_create(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    (tmp_path / "state_dir").rmdir()
+    (tmp_path / "state_dir").write_text("a file where a folder should be")
+    config.write_text(config.read_text().replace('= "state_dir"', '= "state_dir/sub"'))
+    result = run(["check", "--config", str(config)], tmp_path)
+    assert result.returncode == 73, result.stdout
+    assert f"FAIL state_dir {tmp_path / 'state_dir/sub'} does not exist" in result.stdout
 
 
 def test_check_survives_an_engine_that_aborts(tmp_path: Path) -> None:
