@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
 from PIL import Image, ImageDraw, ImageFont
+
+from tests.harness import DaemonProcess
 
 FONT_FILE = Path(sys.prefix) / "native" / "fonts" / "DejaVuSans.ttf"
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus" / "real"
@@ -39,3 +41,11 @@ def shared_corpus() -> Path:
     if not CORPUS.is_dir():
         pytest.skip(f"real-scan corpus not found at {CORPUS}")
     return CORPUS
+
+
+@pytest.fixture
+def daemon_factory() -> Iterator[list[DaemonProcess]]:
+    started: list[DaemonProcess] = []
+    yield started
+    for daemon in started:
+        daemon.stop()

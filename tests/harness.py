@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -73,3 +75,61 @@ def subprocess_env() -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     return env
+
+
+def write_config(root: Path, **extra: object) -> Path:
+    values: dict[str, object] = {
+        "inbox": "inbox", "outbox": "outbox", "processed": "processed", "failed": "failed",
+        "state_dir": "state", "engine": DOUBLE, "workers": 2, "settle_seconds": 0.5,
+        "retry_backoff_seconds": 0.2, "log_format": "json",
+    }  # fmt: skip
+    values.update(extra)
+    lines = [f"{k} = {json.dumps(v)}" for k, v in values.items()]
+    path = root / "ocr-daemon.toml"
+    path.write_text("\n".join(lines) + "\n")
+    (root / "inbox").mkdir(exist_ok=True)
+    return path
+
+
+class DaemonProcess:
+    def __init__(self, config: Path, command: str = "run") -> None:
+        self.root = config.parent
+        self.log = open(self.root / "daemon.log", "ab")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "ocr_daemon", command, "--config", str(config)],
+            stdout=self.log, stderr=subprocess.STDOUT, env=subprocess_env(),
+        )  # fmt: skip
+
+    def status(self) -> dict[str, object]:
+        try:
+            data: dict[str, object] = json.loads((self.root / "state/status.json").read_text())
+        except (OSError, ValueError):
+            return {}
+        return data if data.get("pid") == self.proc.pid else {}
+
+    def wait_running(self) -> None:
+        wait_for(lambda: self.status().get("state") == "running", timeout=60)
+
+    def signal(self, signum: int) -> None:
+        self.proc.send_signal(signum)
+
+    def wait(self, timeout: float = 60) -> int:
+        code = self.proc.wait(timeout=timeout)
+        self.log.close()
+        return code
+
+    def events(self) -> list[dict[str, object]]:
+        lines = (self.root / "daemon.log").read_text(errors="replace").splitlines()
+        return [json.loads(line) for line in lines if line.startswith("{")]
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close()
+
+
+def start(started: list[DaemonProcess], config: Path, command: str = "run") -> DaemonProcess:
+    daemon = DaemonProcess(config, command)
+    started.append(daemon)
+    return daemon

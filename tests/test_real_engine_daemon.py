@@ -1,0 +1,100 @@
+"""The daemon end to end with the real Aspose engine: what a user sees in the outbox and failed/.
+
+Evaluation mode (no licence) returns a prefix of each page plus a trial notice; the assertions hold
+in both modes: the sidecar starts with the page's first words, pages are joined with a form feed.
+"""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import render_page
+from tests.harness import (
+    error_record,
+    files_under,
+    make_config,
+    run_once,
+    start,
+    wait_for,
+    write_config,
+)
+
+pytestmark = pytest.mark.slow
+NOTICE = "Trial Licenses"
+WORDS = (
+    "alpha",
+    "bravo",
+    "charlie",
+    "delta",
+    "echo",
+    "foxtrot",
+    "golf",
+    "hotel",
+    "india",
+    "juliet",
+)
+
+
+def page_lines(tag: str) -> list[str]:
+    return [f"{tag} {word} line number {i} of the daemon test page" for i, word in enumerate(WORDS)]
+
+
+def first_words(text: str, count: int = 3) -> list[str]:
+    return text.split()[:count]
+
+
+def test_every_format_and_multipage_through_the_daemon(tmp_path: Path) -> None:
+    config = make_config(
+        tmp_path, engine="aspose", workers=2, settle_seconds=0.2, ocr_timeout_seconds=600
+    )
+    inbox = config.inbox
+    render_page(page_lines("Png")).save(inbox / "page.png")
+    render_page(page_lines("Jpeg")).save(inbox / "photo.jpg")
+    (inbox / "scans").mkdir()
+    pages = [render_page(page_lines(tag)) for tag in ("First", "Second", "Third")]
+    pages[0].save(inbox / "scans/three.tif", save_all=True, append_images=pages[1:])
+    pages[0].save(inbox / "scans/three.pdf", save_all=True, append_images=pages[1:])
+    render_page(page_lines("Webp")).save(inbox / "lies.pdf.png", format="WEBP")
+    (inbox / "broken.png").write_bytes((inbox / "page.png").read_bytes()[:3000])
+    (inbox / "notes.png").write_text("plain text pretending to be an image\n")
+
+    assert run_once(config) == 1  # two bad files
+
+    out = config.outbox
+    expected = ["lies.pdf.txt", "page.txt", "photo.txt", "scans/three (2).txt", "scans/three.txt"]
+    assert sorted(files_under(out)) == sorted(expected)
+    assert first_words((out / "page.txt").read_text()) == ["Png", "alpha", "line"]
+    assert first_words((out / "photo.txt").read_text()) == ["Jpeg", "alpha", "line"]
+    assert first_words((out / "lies.pdf.txt").read_text()) == ["Webp", "alpha", "line"]
+    for name in ("scans/three.txt", "scans/three (2).txt"):
+        sidecar_pages = (out / name).read_text().split("\f")
+        assert [first_words(p, 1) for p in sidecar_pages] == [["First"], ["Second"], ["Third"]]
+    if NOTICE in (out / "page.txt").read_text():
+        assert all(NOTICE in p for p in (out / "scans/three.txt").read_text().split("\f"))
+    assert error_record(config, "broken.png")["reason"] == "corrupt"
+    assert error_record(config, "notes.png")["reason"] == "unsupported"
+    assert files_under(config.inbox) == []
+    assert sorted(files_under(config.processed)) == sorted(
+        ["lies.pdf.png", "page.png", "photo.jpg", "scans/three.pdf", "scans/three.tif"]
+    )
+
+
+def test_sigterm_during_a_real_recognition_finishes_it(
+    tmp_path: Path, daemon_factory: list
+) -> None:
+    config = write_config(tmp_path, engine="aspose", workers=1, settle_seconds=0.2)
+    daemon = start(daemon_factory, config)
+    daemon.wait_running()
+    lines = [f"Dense line {i} with enough words to keep the engine busy a while" for i in range(40)]
+    render_page(lines, size=(2480, 3508), font_size=36).save(tmp_path / "inbox/.a4.tmp", "PNG")
+    (tmp_path / "inbox/.a4.tmp").rename(tmp_path / "inbox/a4.png")
+    wait_for(lambda: daemon.status().get("in_flight") == 1, timeout=60, interval=0.02)
+
+    daemon.signal(signal.SIGTERM)
+
+    assert daemon.wait(timeout=120) == 0
+    assert first_words((tmp_path / "outbox/a4.txt").read_text()) == ["Dense", "line", "0"]
+    assert files_under(tmp_path / "processed") == ["a4.png"]
