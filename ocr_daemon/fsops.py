@@ -188,6 +188,10 @@ def move_new(
         with open_dir(dst_root, dst.parent, create=True) as dfd:
             try:
                 os.link(src.name, dst.name, src_dir_fd=sfd, dst_dir_fd=dfd, follow_symlinks=False)
+            except FileExistsError:
+                if not _same_file(dfd, dst.name, st):
+                    raise
+                # Linked before an interruption: only the unlink of the source is left to do.
             except OSError as exc:
                 if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EOPNOTSUPP):
                     raise
@@ -195,6 +199,14 @@ def move_new(
             os.fsync(dfd)
         os.unlink(src.name, dir_fd=sfd)
         os.fsync(sfd)
+
+
+def _same_file(dfd: int, name: str, st: os.stat_result) -> bool:
+    try:
+        other = os.lstat(name, dir_fd=dfd)
+    except FileNotFoundError:
+        return False
+    return (other.st_dev, other.st_ino) == (st.st_dev, st.st_ino)
 
 
 def _copy_across(sfd: int, name: str, dfd: int, dst_name: str, st: os.stat_result) -> None:

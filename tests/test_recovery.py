@@ -71,3 +71,15 @@ def test_deleted_journal_between_runs_is_recreated(tmp_path: Path) -> None:
     (config.inbox / "b.png").write_bytes(b"2")
     assert run_once(config) == 0
     assert files_under(config.outbox) == ["a.txt", "b.txt"]
+
+
+def test_crash_between_link_and_unlink_of_the_input_finishes_the_move(tmp_path: Path) -> None:
+    config = _interrupted(tmp_path, write_sidecar=True, leave_temp=False)
+    config.processed.mkdir(parents=True)
+    os.link(config.inbox / "doc.png", config.processed / "doc.png")  # the move's first half
+
+    assert run_once(config) == 0
+
+    assert files_under(config.outbox) == ["doc.txt"]
+    assert files_under(config.processed) == ["doc.png"]
+    assert files_under(config.inbox) == []
