@@ -32,6 +32,7 @@ from ocr_daemon.errors import (
 from ocr_daemon.journal import JobRecord, Journal
 from ocr_daemon.outputs import Failure, InputChanged, Outputs
 from ocr_daemon.pool import Pool, Slot, choose_worker_count
+from ocr_daemon.rules import EngineSettings, config_for
 from ocr_daemon.seam import OcrResult
 from ocr_daemon.status import Counts, write_status
 from ocr_daemon.systemd import Notifier
@@ -204,8 +205,13 @@ class Daemon:
         record = await asyncio.to_thread(self.journal.begin, rel, identity)
         if record.state in ("done", "failed"):
             return  # already handled (on_success = "keep" leaves inputs in place)
-        if record.state == "committing" and await asyncio.to_thread(self.outputs.finish, record):
-            return
+        if record.state == "committing":
+            try:
+                if await asyncio.to_thread(self.outputs.finish, record):
+                    return
+            except OutputError as exc:  # the reconciliation scan will offer it again
+                log.error("journal.recovery_failed", path=str(rel), error=str(exc))
+                return
         self.busy.add(rel)
         await self.queue.put(Job(record))
 
@@ -221,9 +227,11 @@ class Daemon:
 
     async def _process(self, slot: Slot, job: Job) -> None:
         path = self.config.inbox / job.record.rel
+        effective, _ = config_for(self.config, job.record.rel)
+        settings = EngineSettings.of(effective)
         started = time.monotonic()
         try:
-            result = await slot.run(job.record.id, path, self.config.ocr_timeout_seconds)
+            result = await slot.run(job.record.id, path, effective.ocr_timeout_seconds, settings)
         except InputError as exc:
             await self._fail(job, exc, slot, job.record.attempts + 1)
         except TransientError as exc:
@@ -382,13 +390,16 @@ class Daemon:
 
     def _status_extra(self) -> dict[str, Any]:
         info = self.pool.info if self.pool else None
-        return {
+        extra: dict[str, Any] = {
             "inbox": str(self.config.inbox),
             "engine": f"{info.name} {info.version}" if info else self.config.engine,
             "licence": ("licensed" if info.licensed else "evaluation mode: output truncated")
             if info
             else "",
         }
+        if self.pool is not None and self.pool.cluster is not None:
+            extra["cluster"] = self.pool.cluster.status()
+        return extra
 
     async def _reloads(self) -> None:
         while True:
