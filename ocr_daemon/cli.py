@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ocr_daemon import checks, service
+from ocr_daemon import checks, cluster_worker, service
 from ocr_daemon.config import Config, load_config
 from ocr_daemon.errors import ExitCode, InputError, OcrDaemonError
 from ocr_daemon.logs import configure_logging
@@ -52,12 +52,22 @@ def run_ocr(args: argparse.Namespace, config: Config) -> int:
 
 
 def run_check(args: argparse.Namespace, config: Config) -> int:
-    """Print one line per check as it completes; the code of the first failure, else 0."""
+    """Print one line per check as it completes; the code of the first failure, else 0.
+    With --explain PATH, print only the effective settings for PATH and the rule behind them."""
+    if args.explain is not None:
+        print("\n".join(checks.explain(config, args.explain)))
+        return ExitCode.OK
     lines = []
     for line in checks.run_checks(config):
         print(line, flush=True)
         lines.append(line)
     return checks.exit_code(lines)
+
+
+def _check_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--explain", metavar="PATH", type=Path, help="show the settings a file in the inbox gets"
+    )
 
 
 def _ocr_arguments(parser: argparse.ArgumentParser) -> None:
@@ -79,7 +89,14 @@ COMMANDS: dict[str, Command] = {
     ),
     "status": Command("show the running daemon's live state", service.status),
     "ocr": Command("OCR files now and print their text", run_ocr, _ocr_arguments),
-    "check": Command("verify this machine and config can run the daemon", run_check),
+    "check": Command(
+        "verify this machine and config can run the daemon", run_check, _check_arguments
+    ),
+    "worker": Command(
+        "run OCR jobs for a coordinator over NATS JetStream (needs [cluster] url)",
+        cluster_worker.run_worker,
+        stdout_is_output=False,
+    ),
 }
 
 

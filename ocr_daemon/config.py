@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
 
+from ocr_daemon import languages as langs
 from ocr_daemon.errors import ConfigError
+from ocr_daemon.rules import Rule, effective_configs, parse_rules
 
 OnSuccess = Literal["move", "keep", "delete"]
 LogFormat = Literal["auto", "json", "console"]
@@ -26,12 +28,19 @@ LICENSE_ENV = "OCR_DAEMON_LICENSE_FILE"
 class AsposeSettings:
     """Settings of the Aspose engine; applied inside each worker process."""
 
-    language: str = "LATIN"
+    language: str = ""  # an Aspose Language name; "" = from the top-level `languages`
     detect_areas_mode: str = "UNIVERSAL"
     onnx_intra_op_threads: int = 1
     onnx_sequential: bool = True
     auto_skew: bool = False
     license_file: Path | None = None
+
+
+@dataclass(frozen=True)
+class TesseractSettings:
+    """Settings of the Tesseract engine (and of page-orientation detection, which uses it)."""
+
+    tessdata_dir: Path | None = None  # None: $TESSDATA_PREFIX, .venv/native/tessdata, system
 
 
 @dataclass(frozen=True)
@@ -44,6 +53,30 @@ class Limits:
 
 
 @dataclass(frozen=True)
+class ClusterSettings:
+    """Scale-out over NATS JetStream (see docs/cluster.md); inert while `url` is empty."""
+
+    url: str = ""
+    coordinator_id: str = ""
+    worker_id: str = ""
+    stream: str = "OCR_JOBS"
+    subject: str = "ocr.jobs"
+    consumer: str = "ocr-workers"
+    results_stream: str = "OCR_RESULTS"
+    results_subject: str = "ocr.results"
+    object_bucket: str = "ocr-inputs"
+    workers_bucket: str = "ocr-workers"
+    slots: int = 4
+    local_workers: bool = True
+    ack_wait_seconds: float = 30.0
+    max_deliver: int = 5
+    max_inline_bytes: int = 1_000_000
+    duplicate_window_seconds: float = 900.0
+    heartbeat_seconds: float = 5.0
+    connect_timeout_seconds: float = 5.0
+
+
+@dataclass(frozen=True)
 class Config:
     inbox: Path = Path("/var/lib/ocr-daemon/inbox")
     outbox: Path = Path("/var/lib/ocr-daemon/outbox")
@@ -51,6 +84,8 @@ class Config:
     failed: Path = Path("/var/lib/ocr-daemon/failed")
     state_dir: Path = Path("/var/lib/ocr-daemon/state")
     engine: str = "aspose"
+    languages: tuple[str, ...] = ("eng",)
+    orientation: bool = True
     workers: int = 0
     worker_memory_mb: int = 1300
     max_jobs_per_worker: int = 500
@@ -69,6 +104,9 @@ class Config:
     log_level: str = "info"
     limits: Limits = field(default_factory=Limits)
     aspose: AsposeSettings = field(default_factory=AsposeSettings)
+    tesseract: TesseractSettings = field(default_factory=TesseractSettings)
+    rules: tuple[Rule, ...] = ()
+    cluster: ClusterSettings = field(default_factory=ClusterSettings)
     source: Path | None = None
 
     def replace(self, **changes: Any) -> Config:
@@ -78,7 +116,9 @@ class Config:
         return new
 
 
-_PATH_KEYS = {"inbox", "outbox", "processed", "failed", "state_dir", "license_file"}
+_PATH_KEYS = {
+    *("inbox", "outbox", "processed", "failed", "state_dir", "license_file", "tessdata_dir"),
+}
 _LOG_LEVELS = {"debug", "info", "warning", "error"}
 
 
@@ -131,9 +171,23 @@ def _convert(fld: dataclasses.Field[Any], value: Any, name: str, where: str, bas
         return _build(type(default), value, where, base, prefix=f"{name}.")
     if fld.name in _PATH_KEYS:
         return _path(value, name, where, base)
+    if fld.name == "rules":
+        return _rules(value, name, where, base)
     converter = _CONVERTERS.get(fld.name, _typed_like(default))
     try:
         return converter(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"bad value for {name!r}: {exc}", where) from None
+
+
+def _rules(value: Any, name: str, where: str, base: Path) -> tuple[Rule, ...]:
+    fields = {f.name: f for f in dataclasses.fields(Config)}
+
+    def convert(key: str, raw: Any, qualified: str) -> Any:
+        return _convert(fields[key], raw, qualified, where, base)
+
+    try:
+        return parse_rules(value, name, convert)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"bad value for {name!r}: {exc}", where) from None
 
@@ -215,6 +269,7 @@ _CONVERTERS: dict[str, Any] = {
     "log_format": _choice(get_args(LogFormat)),
     "log_level": _log_level,
     "force_polling": _force_polling,
+    "languages": langs.parse_languages,
     "ignore_patterns": _patterns,
     "output_mode": _mode,
     "max_attempts": _positive_int,
@@ -225,6 +280,8 @@ _CONVERTERS: dict[str, Any] = {
     "max_pages": _positive_int,
     "max_pixels": _positive_int,
     "max_file_bytes": _positive_int,
+    "max_deliver": _positive_int,
+    "max_inline_bytes": _positive_int,
 }
 
 
@@ -243,3 +300,62 @@ def check_relationships(config: Config, where: str) -> None:
         raise ConfigError("key 'settle_seconds' must be > 0", where)
     if config.ocr_timeout_seconds <= 0:
         raise ConfigError("key 'ocr_timeout_seconds' must be > 0", where)
+    _check_engines(config, where)
+    _check_cluster(config.cluster, where)
+
+
+def _check_cluster(cluster: ClusterSettings, where: str) -> None:
+    if cluster.url and not cluster.url.startswith(("nats://", "tls://")):
+        raise ConfigError(
+            f"key 'cluster.url' must start with nats:// or tls://: {cluster.url!r}", where
+        )
+    for key in ("ack_wait_seconds", "heartbeat_seconds", "connect_timeout_seconds"):
+        if getattr(cluster, key) <= 0:
+            raise ConfigError(f"key 'cluster.{key}' must be > 0", where)
+    if not cluster.local_workers and not (cluster.url and cluster.slots):
+        raise ConfigError(
+            "key 'cluster.local_workers' = false needs cluster.url and cluster.slots >= 1", where
+        )
+
+
+def _check_engines(config: Config, where: str) -> None:
+    """Every engine, language and orientation setting the defaults or a rule can select works
+    offline here; otherwise a `ConfigError` now rather than a failed file later."""
+    tessdata = langs.find_tessdata(config.tesseract.tessdata_dir)
+    resources = config.state_dir / "aspose"
+    for effective, rule in effective_configs(config):
+        problem = _engine_problem(effective, tessdata, resources)
+        osd_missing = langs.missing_for_tesseract([langs.OSD_MODEL], tessdata)
+        if problem is None and effective.orientation and osd_missing:
+            problem = (
+                f"orientation = true needs Tesseract's osd.traineddata, not found in "
+                f"{tessdata or 'any tessdata folder'}: run `make setup`, set "
+                "tesseract.tessdata_dir, or set orientation = false"
+            )
+        if problem:
+            at = f" (in {rule.describe()})" if rule else ""
+            raise ConfigError(f"{problem}{at}", where)
+
+
+def _engine_problem(config: Config, tessdata: Path | None, resources: Path) -> str | None:
+    engine = config.engine
+    if engine not in ("aspose", "tesseract") and ":" not in engine:
+        return f'unknown engine {engine!r}: use "aspose", "tesseract" or "package.module:Class"'
+    if engine != "aspose":
+        return langs.check_for_engine(engine, config.languages, tessdata, resources)
+    explicit = config.aspose.language  # the older [aspose] language key wins when set
+    problem = (
+        None if explicit else langs.check_for_engine(engine, config.languages, tessdata, resources)
+    )
+    return problem or _aspose_mode_problem(config.aspose, resources)
+
+
+def _aspose_mode_problem(aspose: AsposeSettings, resources: Path) -> str | None:
+    model = langs.ASPOSE_MODE_MODELS.get(aspose.detect_areas_mode.upper())
+    if model is None or (resources / model).is_file():
+        return None
+    return (
+        f"key 'aspose.detect_areas_mode' = {aspose.detect_areas_mode!r} needs the model {model}, "
+        f"which is not in {resources}; Aspose would try to download it at the first file and "
+        "fail offline (automatic downloads are off). Use UNIVERSAL or LEAN, or put the model there"
+    )

@@ -125,3 +125,25 @@ class OutputError(TransientError):
 
     exit_code = ExitCode.CANT_CREATE
     reason = "output_unwritable"
+
+
+class ClusterDeliveryExhausted(InputError):
+    """Every delivery the broker allows (``cluster.max_deliver``) ended without a result: the
+    worker hosts that took it died or were cut off each time. Permanent: the broker will not
+    hand it out again, and a file that keeps killing hosts should not be retried by hand."""
+
+    reason = "cluster_delivery_exhausted"
+
+
+class ClusterNoResult(TransientError):
+    """No result came back from the cluster in time (no worker alive, broker unreachable, or a
+    result lost in a coordinator crash); the job is retried under a new message ID."""
+
+    reason = "cluster_no_result"
+
+
+class ClusterUnavailable(OcrDaemonError):
+    """The NATS client is not installed, or the broker cannot be reached or set up."""
+
+    exit_code = ExitCode.UNAVAILABLE
+    reason = "cluster_unavailable"

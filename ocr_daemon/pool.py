@@ -17,13 +17,18 @@ import signal
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import structlog
 
 from ocr_daemon import worker
 from ocr_daemon.config import Config
 from ocr_daemon.errors import OcrDaemonError, WorkerCrashed, WorkerTimeout
+from ocr_daemon.rules import EngineSettings
 from ocr_daemon.seam import EngineInfo, OcrResult
+
+if TYPE_CHECKING:
+    from ocr_daemon.cluster import Coordinator
 
 log = structlog.get_logger()
 _SPAWN = multiprocessing.get_context("spawn")
@@ -32,6 +37,8 @@ _WORKER_ENV_DROP = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FD
 
 def choose_worker_count(config: Config) -> tuple[int, str]:
     """`config.workers`, or (when 0) one per CPU capped by memory; returns it and why."""
+    if config.cluster.url and not config.cluster.local_workers:
+        return 0, "cluster.local_workers = false: every job goes to the worker hosts"
     if config.workers > 0:
         return config.workers, "configured"
     cpus = len(os.sched_getaffinity(0))
@@ -83,8 +90,9 @@ class Slot:
         self.last_pid: int | None = None
 
     @property
-    def pid(self) -> int | None:
-        """The current worker's pid, or the last one's after it died or was killed."""
+    def pid(self) -> int | str | None:
+        """The current worker's pid, or the last one's after it died or was killed (for a
+        `cluster.RemoteSlot`: the worker host that ran its last job)."""
         return self.process.pid if self.process else self.last_pid
 
     def alive(self) -> bool:
@@ -110,14 +118,17 @@ class Slot:
         log.info("worker.started", slot=self.index, pid=process.pid, engine=self.info.name)
         return message.info
 
-    async def run(self, job_id: int, path: Path, timeout_s: float) -> OcrResult:
-        """Recognise `path` on this slot's worker, starting a fresh one if needed."""
+    async def run(
+        self, job_id: int, path: Path, timeout_s: float, settings: EngineSettings | None = None
+    ) -> OcrResult:
+        """Recognise `path` on this slot's worker, starting a fresh one if needed; `settings`
+        (default: the config's) choose the engine and languages for this file."""
         if not self.alive() or self.jobs_done >= self.config.max_jobs_per_worker:
             await self._replace("recycled" if self.alive() else "restarted")
         assert self.conn is not None
         self.busy = True
         try:
-            self.conn.send((job_id, str(path)))
+            self.conn.send((job_id, str(path), settings or EngineSettings.of(self.config)))
             message = await self._receive(timeout_s, what=str(path))
         finally:
             self.busy = False
@@ -212,11 +223,18 @@ def _describe_exit(code: int | None) -> str:
 
 
 class Pool:
-    """The slots, started together; knows which engine they run."""
+    """The slots, started together; knows which engine they run. With ``cluster.url`` set, the
+    local slots are followed by ``cluster.slots`` remote ones (see `cluster.py`)."""
 
     def __init__(self, config: Config, size: int) -> None:
         self.slots = [Slot(i, config) for i in range(size)]
         self.info: EngineInfo | None = None
+        self.cluster: Coordinator | None = None
+        if config.cluster.url:
+            from ocr_daemon.cluster import Coordinator  # noqa: PLC0415 - imports nats lazily
+
+            self.cluster = Coordinator(config, first_index=size)
+            self.slots += self.cluster.slots
 
     async def start(self) -> EngineInfo:
         """Start every worker; the first error (e.g. engine unavailable) is raised."""

@@ -85,6 +85,12 @@ def render(data: dict[str, Any] | None, state_dir: Path) -> tuple[str, bool]:
         f"{', busy' if w.get('busy') else ''}"
         for w in data.get("workers", [])
     ]
+    hosts = (data.get("cluster") or {}).get("hosts", {})
+    lines += [
+        f"  worker host {name}: {'alive' if h.get('alive') else 'LOST'}, {h.get('results', 0)}"
+        f" results, {h.get('duplicates_dropped', 0)} duplicates dropped"
+        for name, h in hosts.items()
+    ]
     return "\n".join(lines), running
 
 

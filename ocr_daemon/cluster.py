@@ -1,0 +1,475 @@
+"""The coordinator's side of scale-out: remote slots that hand jobs to worker hosts over NATS
+JetStream, and the one place their results come back in.
+
+A `RemoteSlot` looks like a `pool.Slot` to the daemon: ``await slot.run(job_id, path, timeout_s)``
+returns an `OcrResult` or raises the job's error. Behind it the `Coordinator` publishes the scan's
+bytes to the jobs stream with a ``Nats-Msg-Id`` made of the coordinator, the journal id, the file's
+identity and its attempt count (so a re-publish after a crash is de-duplicated by the broker), and
+waits for the first result carrying that ID. Commits stay in the daemon; a later result for the
+same ID (a worker that was cut off and came back) is acked and dropped as ``job.duplicate_dropped``.
+Worker hosts announce themselves in a KV bucket; `status()` has per-worker counts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import os
+import sqlite3
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from ocr_daemon import cluster_wire as wire
+from ocr_daemon.cluster_check import check
+from ocr_daemon.config import Config
+from ocr_daemon.errors import (
+    ClusterDeliveryExhausted,
+    ClusterNoResult,
+    ClusterUnavailable,
+    InputMissing,
+)
+from ocr_daemon.journal import Journal
+from ocr_daemon.pool import Slot
+from ocr_daemon.rules import EngineSettings
+from ocr_daemon.seam import EngineInfo, OcrResult
+
+if TYPE_CHECKING:
+    from nats.aio.client import Client
+    from nats.aio.msg import Msg
+    from nats.js import JetStreamContext
+
+__all__ = ["Coordinator", "RemoteSlot", "check"]  # check: for `ocr-daemon check`
+log = structlog.get_logger()
+REMEMBERED_IDS = 10_000
+
+
+@dataclass
+class WorkerSeen:
+    """A worker host as the coordinator knows it, from its heartbeats and its results."""
+
+    revision: int
+    changed_at: float
+    beat: dict[str, Any]
+    alive: bool = True
+    results: int = 0
+    duplicates_dropped: int = 0
+
+
+@dataclass
+class Waiter:
+    future: asyncio.Future[wire.ResultMessage]
+    seq: int = 0
+    message: Msg | None = None  # the result's message, acked only once the outcome is committed
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class RemoteSlot(Slot):
+    """A pool slot whose jobs run on whichever worker host pulls them first."""
+
+    def __init__(self, index: int, config: Config, coordinator: Coordinator) -> None:
+        super().__init__(index, config)
+        self.coordinator = coordinator
+        self.last_worker: str | None = None
+
+    @property
+    def pid(self) -> int | str | None:
+        """The worker host (``cluster.worker_id``) that ran this slot's last job."""
+        return self.last_worker
+
+    def alive(self) -> bool:
+        return self.coordinator.connected()
+
+    async def start(self) -> EngineInfo:
+        self.info = await self.coordinator.start()
+        return self.info
+
+    async def run(
+        self, job_id: int, path: Path, timeout_s: float, settings: EngineSettings | None = None
+    ) -> OcrResult:
+        # `settings` (per-folder rules) are not sent yet: worker hosts use their own config
+        self.busy = True
+        try:
+            reply = await self.coordinator.dispatch(job_id, path, timeout_s)
+        finally:
+            self.busy = False
+        self.jobs_done += 1
+        self.last_worker = reply.worker_id
+        if reply.error is not None:
+            reply.error.path = str(path)
+            raise reply.error
+        assert reply.result is not None
+        return reply.result
+
+    async def stop(self, grace_s: float) -> None:
+        await self.coordinator.close()
+
+    def kill(self) -> None:
+        pass
+
+
+class Coordinator:
+    """This daemon's connection to the cluster: publish, await results, watch worker hosts."""
+
+    def __init__(self, config: Config, first_index: int) -> None:
+        self.config = config
+        self.settings = config.cluster
+        self.id = wire.host_id(self.settings.coordinator_id)
+        self.results_subject = f"{self.settings.results_subject}.{self.id}"
+        count = self.settings.slots
+        self.slots = [RemoteSlot(first_index + i, config, self) for i in range(count)]
+        self.waiters: dict[str, Waiter] = {}
+        self.orphans: dict[str, tuple[float, wire.ResultMessage]] = {}
+        self.finished: OrderedDict[str, None] = OrderedDict()
+        self.workers: dict[str, WorkerSeen] = {}
+        self.counts = {"published": 0, "redelivered": 0, "duplicates_dropped": 0, "exhausted": 0}
+        self._nc: Client | None = None
+        self._js: JetStreamContext | None = None
+        self._started: asyncio.Task[EngineInfo] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._acks: set[asyncio.Task[None]] = set()
+        self._closed = False
+
+    def connected(self) -> bool:
+        return self._nc is not None and self._nc.is_connected
+
+    async def start(self) -> EngineInfo:
+        """Connect, set up the streams, start receiving (once, whichever slot asks first)."""
+        if self._started is None:
+            self._started = asyncio.create_task(self._start())
+        return await asyncio.shield(self._started)
+
+    async def _start(self) -> EngineInfo:
+        self._nc = await wire.connect(self.settings, f"ocr-coordinator-{self.id}")
+        self._js = js = self._nc.jetstream()
+        try:
+            await wire.ensure_streams(js, self.settings)
+            results = await self._results_consumer(js)
+            advisory = "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES"
+            await self._nc.subscribe(
+                f"{advisory}.{self.settings.stream}.{self.settings.consumer}", cb=self._exhausted
+            )
+        except wire.transport_errors() as exc:
+            raise ClusterUnavailable(
+                f"cannot set up JetStream: {exc!r}", self.settings.url
+            ) from None
+        self._tasks = [
+            asyncio.create_task(self._receive(results), name="cluster-results"),
+            asyncio.create_task(self._watch_workers(), name="cluster-workers"),
+        ]
+        log.info(
+            "cluster.connected", url=self.settings.url, coordinator=self.id,
+            remote_slots=len(self.slots), stream=self.settings.stream,
+        )  # fmt: skip
+        await self._poll_workers()
+        return self._engine_info()
+
+    async def _results_consumer(self, js: JetStreamContext) -> JetStreamContext.PullSubscription:
+        from nats.js.api import AckPolicy, ConsumerConfig  # noqa: PLC0415
+
+        durable = f"coordinator-{self.id}"
+        config = ConsumerConfig(
+            durable_name=durable, ack_policy=AckPolicy.EXPLICIT,
+            filter_subject=self.results_subject, ack_wait=self.settings.ack_wait_seconds,
+            max_ack_pending=-1,
+        )  # fmt: skip
+        await js.add_consumer(self.settings.results_stream, config)
+        return await js.pull_subscribe_bind(durable, self.settings.results_stream)
+
+    def _engine_info(self) -> EngineInfo:
+        for seen in self.workers.values():
+            engine = seen.beat.get("engine") or {}
+            if engine:
+                return EngineInfo(
+                    str(engine.get("name")), str(engine.get("version")),
+                    bool(engine.get("licensed")), detail="reported by a worker host",
+                )  # fmt: skip
+        return EngineInfo(self.config.engine, "on worker hosts", True, detail="no worker seen yet")
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._acks:
+            await asyncio.wait(set(self._acks), timeout=2.0)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._nc is not None:
+            with contextlib.suppress(*wire.transport_errors()):
+                await self._nc.close()
+        log.info("cluster.closed", coordinator=self.id, **self.counts)
+
+    # -- jobs ---------------------------------------------------------------------------------
+
+    async def dispatch(self, job_id: int, path: Path, timeout_s: float) -> wire.ResultMessage:
+        """Publish the job (or find it already published) and wait for its first result."""
+        await self.start()
+        try:
+            st = await asyncio.to_thread(os.stat, path)
+            data = await asyncio.to_thread(path.read_bytes)
+        except FileNotFoundError:
+            raise InputMissing("the input vanished before it was sent", str(path)) from None
+        attempts = await asyncio.to_thread(self._attempts, job_id)
+        msg_id = f"{self.id}.{job_id}.{st.st_ino}-{st.st_size}-{st.st_mtime_ns}.{attempts}"
+        waiter = Waiter(asyncio.get_running_loop().create_future())
+        self.waiters[msg_id] = waiter
+        object_key = None
+        try:
+            early = self.orphans.pop(msg_id, None)
+            if early is not None:
+                waiter.future.set_result(early[1])
+            else:
+                job = wire.JobMessage(msg_id, job_id, path.name, timeout_s, self.results_subject,
+                                      None, data)  # fmt: skip
+                object_key = await self._publish(job, path, waiter)
+            limit = self.settings.max_deliver * (timeout_s + self.settings.ack_wait_seconds)
+            if waiter.extra.get("consumed"):
+                limit = min(limit, 2 * self.settings.ack_wait_seconds + 5)
+            reply = await self._await_result(msg_id, waiter, limit, str(path))
+            if waiter.message is not None:
+                self._ack_when_committed(job_id, waiter.message)
+            return reply
+        finally:
+            self.waiters.pop(msg_id, None)
+            self._remember(msg_id)
+            if object_key is not None:
+                await self._forget_object(object_key)
+
+    async def _publish(self, job: wire.JobMessage, path: Path, waiter: Waiter) -> str | None:
+        assert self._js is not None
+        msg_id, object_key, size = job.msg_id, None, len(job.data)
+        if size > self.settings.max_inline_bytes:
+            object_key = wire.token(msg_id)
+            await self._object_put(object_key, job.data, str(path))
+            job = dataclasses.replace(job, object_key=object_key, data=b"")
+        try:
+            ack = await self._js.publish(
+                self.settings.subject, job.encode(), headers={wire.MSG_ID: msg_id}, timeout=5.0
+            )
+        except wire.transport_errors() as exc:
+            raise ClusterNoResult(f"cannot publish the job: {exc!r}", str(path)) from None
+        waiter.seq = ack.seq
+        if ack.duplicate:
+            waiter.extra["consumed"] = not await self._still_queued(ack.seq)
+        self.counts["published"] += 0 if ack.duplicate else 1
+        log.info(
+            "job.published", path=str(path), msg_id=msg_id, seq=ack.seq,
+            duplicate=bool(ack.duplicate), bytes=size, via="object" if object_key else "inline",
+        )  # fmt: skip
+        return object_key
+
+    async def _object_put(self, key: str, data: bytes, what: str) -> None:
+        assert self._js is not None
+        try:
+            store = await self._js.object_store(self.settings.object_bucket)
+            await store.put(key, data)
+        except wire.transport_errors() as exc:
+            raise ClusterNoResult(f"cannot store the scan for workers: {exc!r}", what) from None
+
+    async def _forget_object(self, key: str) -> None:
+        assert self._js is not None
+        with contextlib.suppress(*wire.transport_errors()):
+            store = await self._js.object_store(self.settings.object_bucket)
+            await store.delete(key)
+
+    async def _still_queued(self, seq: int) -> bool:
+        assert self._js is not None
+        try:
+            await self._js.get_msg(self.settings.stream, seq)
+        except wire.not_found_error():
+            return False
+        except wire.transport_errors():
+            return True
+        return True
+
+    async def _await_result(
+        self, msg_id: str, waiter: Waiter, limit_s: float, what: str
+    ) -> wire.ResultMessage:
+        try:
+            reply = await asyncio.wait_for(asyncio.shield(waiter.future), timeout=limit_s)
+        except TimeoutError:
+            await self._withdraw(waiter.seq)
+            raise ClusterNoResult(
+                f"no result from the cluster within {limit_s:g} s", what
+            ) from None
+        self._count_result(reply)
+        if reply.delivery > 1:
+            self.counts["redelivered"] += 1
+            log.info("job.redelivered", path=what, msg_id=msg_id, delivery=reply.delivery,
+                     worker=reply.worker_id)  # fmt: skip
+        return reply
+
+    async def _withdraw(self, seq: int) -> None:
+        """Take a job we gave up on out of the stream, so no worker starts it later."""
+        if self._js is not None and seq:
+            with contextlib.suppress(*wire.transport_errors()):
+                await self._js.delete_msg(self.settings.stream, seq)
+
+    def _attempts(self, job_id: int) -> int:
+        """The journal's attempt count for this job (read-only; the daemon owns the journal)."""
+        row = self._journal_row(job_id)
+        return int(row[0]) if row else 0
+
+    def _committed(self, job_id: int) -> bool:
+        row = self._journal_row(job_id)
+        return row is None or row[1] in ("done", "failed", "gone")
+
+    def _journal_row(self, job_id: int) -> tuple[int, str] | None:
+        path = self.config.state_dir / Journal.FILE
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+            row = db.execute("SELECT attempts, state FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return (int(row[0]), str(row[1])) if row else None
+
+    def _remember(self, msg_id: str) -> None:
+        self.finished[msg_id] = None
+        while len(self.finished) > REMEMBERED_IDS:
+            self.finished.popitem(last=False)
+
+    def _count_result(self, reply: wire.ResultMessage) -> None:
+        seen = self.workers.get(reply.worker_id)
+        if seen is not None:
+            seen.results += 1
+
+    # -- results ------------------------------------------------------------------------------
+
+    async def _receive(self, sub: JetStreamContext.PullSubscription) -> None:
+        while True:
+            try:
+                messages = await sub.fetch(64, timeout=1.0)
+            except TimeoutError:
+                self._expire_orphans()
+                continue
+            except wire.transport_errors():
+                await asyncio.sleep(0.5)
+                continue
+            for message in messages:
+                await self._on_result(message)
+
+    async def _on_result(self, message: Msg) -> None:
+        try:
+            reply = wire.ResultMessage.decode(message.data)
+        except (ValueError, KeyError, TypeError) as exc:
+            log.error("cluster.bad_result", error=repr(exc))
+        else:
+            if self._route(reply, message):
+                return  # acked once its outcome is committed
+        with contextlib.suppress(*wire.transport_errors()):
+            await message.ack()
+
+    def _route(self, reply: wire.ResultMessage, message: Msg) -> bool:
+        """Hand the result to the job waiting for it (True), or file it as early or duplicate."""
+        waiter = self.waiters.get(reply.msg_id)
+        if waiter is not None and not waiter.future.done():
+            waiter.future.set_result(reply)
+            waiter.message = message
+            return True
+        if waiter is not None or reply.msg_id in self.finished:
+            self._drop(reply, "already answered")
+        else:  # published before a restart: its job has not been re-queued yet
+            self.orphans[reply.msg_id] = (time.monotonic(), reply)
+        return False
+
+    def _ack_when_committed(self, job_id: int, message: Msg) -> None:
+        """Ack a result once the journal shows its outcome committed, so a coordinator crash
+        between receiving and committing gets it redelivered; at most half an ack wait later."""
+
+        async def ack() -> None:
+            deadline = time.monotonic() + self.settings.ack_wait_seconds / 2
+            while time.monotonic() < deadline:
+                await asyncio.sleep(0.02)
+                if await asyncio.to_thread(self._committed, job_id):
+                    break
+            with contextlib.suppress(*wire.transport_errors()):
+                await message.ack()
+
+        task = asyncio.create_task(ack())
+        self._acks.add(task)
+        task.add_done_callback(self._acks.discard)
+
+    def _drop(self, reply: wire.ResultMessage, why: str) -> None:
+        self.counts["duplicates_dropped"] += 1
+        seen = self.workers.get(reply.worker_id)
+        if seen is not None:
+            seen.duplicates_dropped += 1
+        log.warning("job.duplicate_dropped", msg_id=reply.msg_id, worker=reply.worker_id,
+                    delivery=reply.delivery, why=why)  # fmt: skip
+
+    def _expire_orphans(self) -> None:
+        cutoff = time.monotonic() - self.settings.duplicate_window_seconds
+        for msg_id, (since, reply) in list(self.orphans.items()):
+            if since < cutoff:
+                del self.orphans[msg_id]
+                self._drop(reply, "no job claimed it")
+
+    async def _exhausted(self, message: Msg) -> None:
+        """The broker gave up redelivering a job: fail it (it is the coordinator's to fail)."""
+        seq = int(json.loads(message.data).get("stream_seq", 0))
+        for msg_id, waiter in list(self.waiters.items()):
+            if waiter.seq == seq and not waiter.future.done():
+                self.counts["exhausted"] += 1
+                error = ClusterDeliveryExhausted(
+                    f"no worker host finished it in {self.settings.max_deliver} deliveries"
+                )
+                waiter.future.set_result(wire.ResultMessage(msg_id, "", 0, 0.0, error=error))
+                await self._withdraw(seq)
+
+    # -- worker hosts -------------------------------------------------------------------------
+
+    async def _watch_workers(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.heartbeat_seconds)
+            await self._poll_workers()
+
+    async def _poll_workers(self) -> None:
+        from nats.js.errors import NoKeysError  # noqa: PLC0415
+
+        assert self._js is not None
+        beats: dict[str, tuple[int, dict[str, Any]]] = {}
+        try:
+            kv = await self._js.key_value(self.settings.workers_bucket)
+            for key in await kv.keys():
+                entry = await kv.get(key)
+                beats[key] = (entry.revision or 0, json.loads(entry.value or b"{}"))
+        except NoKeysError:
+            pass
+        except wire.transport_errors():
+            return
+        self._update_workers(beats, time.monotonic())
+
+    def _update_workers(self, beats: dict[str, tuple[int, dict[str, Any]]], now: float) -> None:
+        stale_s = 3 * self.settings.heartbeat_seconds
+        for key, (revision, beat) in beats.items():
+            seen = self.workers.get(key)
+            if seen is None or not seen.alive:
+                self.workers[key] = seen = seen or WorkerSeen(revision, now, beat)
+                seen.alive, seen.revision, seen.changed_at = True, revision, now
+                log.info("worker.joined", worker=key, slots=beat.get("slots"),
+                         engine=beat.get("engine", {}).get("name"))  # fmt: skip
+            elif revision != seen.revision:
+                seen.revision, seen.changed_at, seen.beat = revision, now, beat
+        for key, seen in self.workers.items():
+            if seen.alive and now - seen.changed_at > stale_s:  # kv.keys() can miss a key
+                seen.alive = False
+                log.warning(
+                    "worker.lost", worker=key, silent_seconds=round(now - seen.changed_at, 1)
+                )
+
+    def status(self) -> dict[str, Any]:
+        """Per-worker-host counts for ``status.json``."""
+        workers = {key: _worker_status(seen) for key, seen in self.workers.items()}
+        return {"url": self.settings.url, "coordinator": self.id, **self.counts, "hosts": workers}
+
+
+def _worker_status(seen: WorkerSeen) -> dict[str, Any]:
+    return {
+        "alive": seen.alive, "slots": seen.beat.get("slots"), "busy": seen.beat.get("busy"),
+        "jobs_done": seen.beat.get("jobs_done"), "results": seen.results,
+        "duplicates_dropped": seen.duplicates_dropped,
+    }  # fmt: skip

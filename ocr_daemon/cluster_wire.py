@@ -1,0 +1,231 @@
+"""The wire between a coordinator and its worker hosts: the NATS connection, the JetStream
+streams, consumer and buckets both sides rely on, and the job and result messages.
+
+`nats` (the optional ``cluster`` extra) is imported inside functions only, so single-host users
+who never set ``cluster.url`` never import it. A job message is a 4-byte length, a JSON header and
+the scan's bytes (or, above ``max_inline_bytes``, an object-store key instead of the bytes); a
+result message is JSON. Errors cross the wire as their class name, reason and message, and are
+rebuilt as the same `OcrDaemonError` class where this package defines it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import socket
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from ocr_daemon import errors
+from ocr_daemon.config import ClusterSettings
+from ocr_daemon.errors import ClusterUnavailable, InputError, OcrDaemonError, TransientError
+from ocr_daemon.seam import OcrResult
+
+if TYPE_CHECKING:
+    from nats.aio.client import Client
+    from nats.js import JetStreamContext
+
+log = structlog.get_logger()
+MSG_ID = "Nats-Msg-Id"
+_TOKEN = re.compile(r"[^A-Za-z0-9_-]")
+
+
+def token(text: str) -> str:
+    """`text` made safe as one NATS subject token, consumer or object name."""
+    return _TOKEN.sub("_", text) or "_"
+
+
+def host_id(configured: str) -> str:
+    return token(configured or socket.gethostname())
+
+
+def transport_errors() -> tuple[type[BaseException], ...]:
+    """What a broker round trip raises when the broker is away (use in ``except``)."""
+    import nats.errors  # noqa: PLC0415 - optional dependency, only on cluster code paths
+
+    return (nats.errors.Error, TimeoutError, OSError)
+
+
+def not_found_error() -> type[BaseException]:
+    import nats.js.errors  # noqa: PLC0415
+
+    return nats.js.errors.NotFoundError
+
+
+async def connect(settings: ClusterSettings, name: str) -> Client:
+    """Connect with endless reconnects; fails fast only on the very first connection."""
+    try:
+        import nats  # noqa: PLC0415
+    except ImportError:
+        raise ClusterUnavailable(
+            "cluster.url is set but the NATS client is not installed: "
+            "pip install 'ocr-daemon[cluster]'"
+        ) from None
+
+    async def on_error(exc: Exception) -> None:
+        log.warning("broker.error", error=f"{type(exc).__name__}: {exc}")
+
+    async def on_disconnect() -> None:
+        log.warning("broker.disconnected", url=settings.url)
+
+    async def on_reconnect() -> None:
+        log.info("broker.reconnected", url=settings.url)
+
+    ping_s = max(1, round(settings.heartbeat_seconds))
+    connect_s = max(1, round(settings.connect_timeout_seconds))
+    try:
+        return await nats.connect(
+            settings.url, name=name, connect_timeout=connect_s, allow_reconnect=True,
+            max_reconnect_attempts=-1, reconnect_time_wait=1,
+            ping_interval=ping_s, max_outstanding_pings=3, error_cb=on_error,
+            disconnected_cb=on_disconnect, reconnected_cb=on_reconnect,
+        )  # fmt: skip
+    except transport_errors() as exc:
+        raise ClusterUnavailable(f"cannot connect to the broker: {exc!r}", settings.url) from None
+
+
+def expected_streams(settings: ClusterSettings) -> dict[str, Any]:
+    """The jobs stream, results stream and worker consumer, as this config wants them."""
+    from nats.js.api import (  # noqa: PLC0415
+        AckPolicy,
+        ConsumerConfig,
+        RetentionPolicy,
+        StorageType,
+        StreamConfig,
+    )
+
+    def stream(name: str, subjects: list[str]) -> StreamConfig:
+        return StreamConfig(
+            name=name, subjects=subjects, retention=RetentionPolicy.WORK_QUEUE,
+            storage=StorageType.FILE, duplicate_window=settings.duplicate_window_seconds,
+        )  # fmt: skip
+
+    consumer = ConsumerConfig(
+        durable_name=settings.consumer, ack_policy=AckPolicy.EXPLICIT,
+        ack_wait=settings.ack_wait_seconds, max_deliver=settings.max_deliver,
+        filter_subject=settings.subject, max_ack_pending=-1,
+    )  # fmt: skip
+    return {
+        "jobs": stream(settings.stream, [settings.subject]),
+        "results": stream(settings.results_stream, [f"{settings.results_subject}.>"]),
+        "consumer": consumer,
+    }
+
+
+async def ensure_streams(js: JetStreamContext, settings: ClusterSettings) -> None:
+    """Create (or bring up to date) the streams, the worker consumer and both buckets."""
+    from nats.js.errors import BadRequestError  # noqa: PLC0415
+
+    want = expected_streams(settings)
+    for config in (want["jobs"], want["results"]):
+        try:
+            await js.add_stream(config)
+        except BadRequestError:
+            await js.update_stream(config)
+    await js.add_consumer(settings.stream, want["consumer"])
+    await js.create_object_store(settings.object_bucket)
+    await js.create_key_value(bucket=settings.workers_bucket, ttl=3 * settings.heartbeat_seconds)
+
+
+@dataclass(frozen=True)
+class JobMessage:
+    """One job as it travels to a worker host."""
+
+    msg_id: str
+    job_id: int
+    name: str
+    timeout_s: float
+    reply_subject: str
+    object_key: str | None
+    data: bytes
+
+    def encode(self) -> bytes:
+        header = {
+            "msg_id": self.msg_id, "job_id": self.job_id, "name": self.name,
+            "timeout_s": self.timeout_s, "reply": self.reply_subject, "object": self.object_key,
+        }  # fmt: skip
+        raw = json.dumps(header).encode()
+        return len(raw).to_bytes(4, "big") + raw + self.data
+
+    @classmethod
+    def decode(cls, raw: bytes) -> JobMessage:
+        size = int.from_bytes(raw[:4], "big")
+        header = json.loads(raw[4 : 4 + size])
+        return cls(
+            msg_id=str(header["msg_id"]), job_id=int(header["job_id"]), name=str(header["name"]),
+            timeout_s=float(header["timeout_s"]), reply_subject=str(header["reply"]),
+            object_key=header["object"], data=raw[4 + size :],
+        )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ResultMessage:
+    """What a worker host sends back: the pages, or the error, for one delivery of one job."""
+
+    msg_id: str
+    worker_id: str
+    delivery: int
+    seconds: float
+    result: OcrResult | None = None
+    error: OcrDaemonError | None = None
+
+    def encode(self) -> bytes:
+        body: dict[str, Any] = {
+            "msg_id": self.msg_id, "worker": self.worker_id, "delivery": self.delivery,
+            "seconds": self.seconds,
+        }  # fmt: skip
+        if self.result is not None:
+            body["pages"] = list(self.result.pages)
+            body["evaluation_mode"] = self.result.evaluation_mode
+            body["warnings"] = list(self.result.warnings)
+        if self.error is not None:
+            err = self.error
+            body["error"] = {
+                "class": type(err).__name__, "reason": err.reason, "message": err.message,
+                "permanent": isinstance(err, InputError),
+            }  # fmt: skip
+        return json.dumps(body).encode()
+
+    @classmethod
+    def decode(cls, raw: bytes) -> ResultMessage:
+        body = json.loads(raw)
+        result = None
+        if "pages" in body:
+            result = OcrResult(
+                tuple(body["pages"]), bool(body["evaluation_mode"]), tuple(body["warnings"])
+            )
+        error = _rebuild_error(body["error"]) if "error" in body else None
+        return cls(
+            str(body["msg_id"]), str(body["worker"]), int(body["delivery"]),
+            float(body["seconds"]), result, error,
+        )  # fmt: skip
+
+
+def _rebuild_error(data: dict[str, Any]) -> OcrDaemonError:
+    """The same class when this package defines it; otherwise its permanence, with its reason."""
+    cls = getattr(errors, data["class"], None)
+    if isinstance(cls, type) and issubclass(cls, InputError | TransientError):
+        return cls(data["message"])
+    fallback = InputError if data.get("permanent") else TransientError
+    error = fallback(data["message"])
+    error.reason = data["reason"]
+    return error
+
+
+async def retry(
+    action: Callable[[], Awaitable[Any]], *, attempts: int, pause_s: float, what: str
+) -> Any:
+    """Run `action` up to `attempts` times while the broker is away; the last error is raised."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return await action()
+        except transport_errors() as exc:
+            if attempt == attempts:
+                raise
+            log.debug("broker.retry", what=what, attempt=attempt, error=repr(exc))
+        await asyncio.sleep(pause_s)
+    raise AssertionError("unreachable")

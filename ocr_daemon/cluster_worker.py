@@ -1,0 +1,271 @@
+"""``ocr-daemon worker``: an OCR worker host for a coordinator, over NATS JetStream.
+
+It runs the same warm engine pool as the daemon (`pool.Slot`s), pulls only as many jobs as it has
+free engines, renews the broker's lease (``+WPI``) every third of ``ack_wait_seconds`` while a job
+is recognised, publishes the result, and only then acks. It owns no folders and commits nothing: a
+job it never acks (host died, link cut) is redelivered to another worker after the ack wait, and
+if its late result arrives after all, the coordinator drops it. It announces itself in the
+workers KV bucket every ``heartbeat_seconds``. SIGTERM stops pulling and lets jobs in flight
+finish for ``shutdown_timeout_seconds``; a second signal stops at once (the broker redelivers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import json
+import os
+import shutil
+import signal
+import socket
+import tempfile
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import structlog
+
+from ocr_daemon import cluster_wire as wire
+from ocr_daemon.config import ClusterSettings, Config
+from ocr_daemon.errors import (
+    ExitCode,
+    InputError,
+    OcrDaemonError,
+    TransientError,
+    UsageError,
+)
+from ocr_daemon.pool import Pool, Slot, choose_worker_count
+from ocr_daemon.seam import EngineInfo, OcrResult
+
+if TYPE_CHECKING:
+    from nats.aio.client import Client
+    from nats.aio.msg import Msg
+    from nats.js import JetStreamContext
+
+log = structlog.get_logger()
+
+
+def run_worker(args: argparse.Namespace, config: Config) -> int:
+    """The ``worker`` subcommand."""
+    if not config.cluster.url:
+        raise UsageError("`ocr-daemon worker` needs [cluster] url in the config")
+    return asyncio.run(_serve(config))
+
+
+async def _serve(config: Config) -> int:
+    host = WorkerHost(config)
+    loop = asyncio.get_running_loop()
+
+    def on_stop(signum: int) -> None:
+        if host.stop.is_set():
+            host.force.set()
+        host.stop.set()
+        log.info(
+            "worker_host.signal", signal=signal.Signals(signum).name, force=host.force.is_set()
+        )
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_stop, signum)
+    return await host.run()
+
+
+class WorkerHost:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.settings = config.cluster
+        self.id = wire.host_id(self.settings.worker_id)
+        local = dataclasses.replace(config, cluster=ClusterSettings())
+        self.size, self.size_why = choose_worker_count(local)
+        self.pool = Pool(local, self.size)
+        self.stop = asyncio.Event()
+        self.force = asyncio.Event()
+        self.freed = asyncio.Event()
+        self.reserved: set[int] = set()
+        self.in_flight: set[asyncio.Task[None]] = set()
+        self.counts = {"jobs_done": 0, "failed": 0, "redelivered": 0, "unpublished": 0}
+        self.tmp = Path(tempfile.gettempdir())  # a private folder under it once running
+        self._js: JetStreamContext | None = None
+
+    async def run(self) -> int:
+        nc: Client | None = None
+        self.tmp = Path(tempfile.mkdtemp(prefix="ocr-worker-"))
+        try:
+            info = await self.pool.start()
+            nc = await wire.connect(self.settings, f"ocr-worker-{self.id}")
+            self._js = js = nc.jetstream()
+            await wire.ensure_streams(js, self.settings)
+            sub = await js.pull_subscribe_bind(self.settings.consumer, self.settings.stream)
+            log.info("worker_host.started", worker=self.id, url=self.settings.url, slots=self.size,
+                     slots_reason=self.size_why, engine=f"{info.name} {info.version}")  # fmt: skip
+            beats = asyncio.create_task(self._heartbeats(info), name="heartbeats")
+            try:
+                await self._pull(sub)
+                await self._drain()
+            finally:
+                beats.cancel()
+                await self._leave()
+        except OcrDaemonError as exc:
+            log.critical("worker_host.fatal", error=str(exc), reason=exc.reason)
+            return int(exc.exit_code)
+        finally:
+            if nc is not None:
+                with contextlib.suppress(*wire.transport_errors()):
+                    await nc.close()
+            await self.pool.close(grace_s=0 if self.force.is_set() else 5.0)
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            log.info("worker_host.stopped", worker=self.id, **self.counts)
+        return int(ExitCode.OK)
+
+    # -- pulling -----------------------------------------------------------------------------
+
+    def _free(self) -> list[Slot]:
+        return [s for s in self.pool.slots if s.index not in self.reserved and not s.broken]
+
+    async def _pull(self, sub: JetStreamContext.PullSubscription) -> None:
+        """Fetch exactly as many jobs as there are idle engines; stop when told to."""
+        while not self.stop.is_set():
+            free = self._free()
+            if not free:
+                if not any(not s.broken for s in self.pool.slots):
+                    raise OcrDaemonError("every engine on this host failed to start")
+                self.freed.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.freed.wait(), timeout=1.0)
+                continue
+            try:
+                messages = await sub.fetch(len(free), timeout=1.0)
+            except TimeoutError:
+                continue
+            except wire.transport_errors():
+                await asyncio.sleep(0.5)
+                continue
+            for message, slot in zip(messages, free, strict=False):
+                self.reserved.add(slot.index)
+                task = asyncio.create_task(self._handle(message, slot))
+                self.in_flight.add(task)
+                task.add_done_callback(self.in_flight.discard)
+
+    async def _drain(self) -> None:
+        if self.in_flight and not self.force.is_set():
+            log.info("worker_host.draining", in_flight=len(self.in_flight))
+            waiter = asyncio.create_task(asyncio.wait(set(self.in_flight)))
+            force = asyncio.create_task(self.force.wait())
+            await asyncio.wait(
+                [waiter, force], timeout=self.config.shutdown_timeout_seconds,
+                return_when=asyncio.FIRST_COMPLETED,
+            )  # fmt: skip
+            waiter.cancel()
+            force.cancel()
+        for task in list(self.in_flight):
+            task.cancel()  # never acked: the broker hands it to another worker after ack_wait
+        await asyncio.gather(*self.in_flight, return_exceptions=True)
+
+    # -- one job -----------------------------------------------------------------------------
+
+    async def _handle(self, message: Msg, slot: Slot) -> None:
+        delivery = message.metadata.num_delivered or 1
+        job = wire.JobMessage.decode(message.data)
+        log.info(
+            "job.received", msg_id=job.msg_id, delivery=delivery, worker=self.id, slot=slot.index
+        )
+        if delivery > 1:
+            self.counts["redelivered"] += 1
+            log.info("job.redelivered", msg_id=job.msg_id, delivery=delivery, worker=self.id)
+        lease = asyncio.create_task(self._keep_leased(message))
+        try:
+            reply = await self._recognize(job, slot, delivery)
+            if reply is None:
+                return
+            if await self._publish(job, reply):
+                with contextlib.suppress(*wire.transport_errors()):
+                    await message.ack()
+        finally:
+            lease.cancel()
+            self.reserved.discard(slot.index)
+            self.freed.set()
+
+    async def _recognize(
+        self, job: wire.JobMessage, slot: Slot, delivery: int
+    ) -> wire.ResultMessage | None:
+        data = job.data if job.object_key is None else await self._fetch_object(job.object_key)
+        if data is None:
+            return None  # the coordinator already has its result and removed the scan
+        folder = Path(tempfile.mkdtemp(dir=self.tmp))
+        path = folder / os.fsdecode(os.fsencode(job.name).replace(b"/", b"_"))
+        started = time.monotonic()
+        result: OcrResult | None = None
+        error: OcrDaemonError | None = None
+        try:
+            await asyncio.to_thread(path.write_bytes, data)
+            result = await slot.run(job.job_id, path, job.timeout_s)
+        except (InputError, TransientError) as exc:
+            error = exc
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+        seconds = time.monotonic() - started
+        self.counts["jobs_done" if error is None else "failed"] += 1
+        log.info("job.recognised", msg_id=job.msg_id, worker=self.id, delivery=delivery,
+                 seconds=round(seconds, 3), error=error.reason if error else None)  # fmt: skip
+        return wire.ResultMessage(job.msg_id, self.id, delivery, seconds, result, error)
+
+    async def _fetch_object(self, key: str) -> bytes | None:
+        assert self._js is not None
+        js = self._js
+
+        async def get() -> bytes | None:
+            store = await js.object_store(self.settings.object_bucket)
+            try:
+                return (await store.get(key)).data
+            except wire.not_found_error():
+                return None
+
+        data: bytes | None = await wire.retry(get, attempts=20, pause_s=0.5, what="object")
+        return data
+
+    async def _keep_leased(self, message: Msg) -> None:
+        """``+WPI`` every third of the ack wait, so a long page is not handed to someone else."""
+        period_s = self.settings.ack_wait_seconds / 3
+        while True:
+            await asyncio.sleep(period_s)
+            with contextlib.suppress(*wire.transport_errors()):
+                await message.in_progress()
+
+    async def _publish(self, job: wire.JobMessage, reply: wire.ResultMessage) -> bool:
+        """Publish until the broker stores it (its ID de-duplicates retries), for at most the
+        duplicate window: past it the coordinator has long redone the job elsewhere."""
+        assert self._js is not None
+        js, body = self._js, reply.encode()
+        headers = {wire.MSG_ID: f"{job.msg_id}.d{reply.delivery}"}
+        deadline = time.monotonic() + self.settings.duplicate_window_seconds
+        while time.monotonic() < deadline and not self.force.is_set():
+            try:
+                await js.publish(job.reply_subject, body, headers=headers, timeout=2.0)
+                return True
+            except wire.transport_errors():
+                await asyncio.sleep(0.5)
+        self.counts["unpublished"] += 1
+        log.warning("job.result_unpublished", msg_id=job.msg_id, worker=self.id)
+        return False
+
+    # -- presence ----------------------------------------------------------------------------
+
+    async def _heartbeats(self, info: EngineInfo) -> None:
+        assert self._js is not None
+        while True:
+            beat = {
+                "worker": self.id, "host": socket.gethostname(), "pid": os.getpid(),
+                "slots": self.size, "busy": len(self.reserved), **self.counts,
+                "engine": {"name": info.name, "version": info.version, "licensed": info.licensed},
+            }  # fmt: skip
+            with contextlib.suppress(*wire.transport_errors()):
+                kv = await self._js.key_value(self.settings.workers_bucket)
+                await kv.put(self.id, json.dumps(beat).encode())
+            await asyncio.sleep(self.settings.heartbeat_seconds)
+
+    async def _leave(self) -> None:
+        if self._js is not None:
+            with contextlib.suppress(*wire.transport_errors()):
+                kv = await self._js.key_value(self.settings.workers_bucket)
+                await asyncio.wait_for(kv.delete(self.id), timeout=2.0)
