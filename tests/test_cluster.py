@@ -1,0 +1,305 @@
+"""Scale-out end to end: a real nats-server, a real coordinator process, real worker-host
+processes in network namespaces (tests/netns.py), and host deaths, partitions and restarts.
+
+Exactly once is judged from the folders: each input ends with exactly one sidecar (no
+``name (2).txt``) or one failure record, and the inbox is empty. Most tests use the engine double
+(instant; ``slow`` in a name takes 2 s); one runs the real engine on a worker host.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ocr_daemon import cluster
+from ocr_daemon.config import load_config
+from tests.harness import DOUBLE, files_under, subprocess_env, wait_for
+from tests.netns import Lab, LabUnavailable, check_prerequisites
+
+pytestmark = pytest.mark.slow
+
+
+class Node:
+    """One ocr-daemon process (coordinator or worker host) and its JSON log."""
+
+    def __init__(self, lab: Lab, host: int | None, command: str, config: Path, name: str) -> None:
+        self.log = config.parent / f"{name}.log"
+        argv = [sys.executable, "-m", "ocr_daemon", command, "--config", str(config)]
+        self.proc = lab.spawn(host, argv, self.log, subprocess_env())
+
+    def events(self, name: str | None = None) -> list[dict[str, Any]]:
+        try:
+            lines = self.log.read_text(errors="replace").splitlines()
+        except FileNotFoundError:
+            return []
+        found = [json.loads(line) for line in lines if line.startswith("{")]
+        return [e for e in found if name is None or e.get("event") == name]
+
+    def stop(self, timeout: float = 60) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def nats_server() -> str:
+    try:
+        return check_prerequisites()
+    except LabUnavailable as exc:
+        pytest.skip(f"cluster lab unavailable: {exc}")
+
+
+@pytest.fixture
+def lab_factory(tmp_path: Path, nats_server: str) -> Iterator[Callable[[int], Lab]]:
+    labs: list[Lab] = []
+
+    def make(hosts: int) -> Lab:
+        lab = Lab(tmp_path, hosts, nats_server).__enter__()
+        labs.append(lab)
+        return lab
+
+    yield make
+    for lab in labs:
+        lab.close()
+
+
+def write_config(path: Path, values: dict[str, Any], cluster_values: dict[str, Any]) -> Path:
+    lines = [f"{k} = {json.dumps(v)}" for k, v in values.items()]
+    lines += ["[cluster]", *(f"{k} = {json.dumps(v)}" for k, v in cluster_values.items())]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def coordinator_config(root: Path, lab: Lab, **cluster_extra: Any) -> Path:
+    values = {
+        "inbox": "inbox", "outbox": "outbox", "processed": "processed", "failed": "failed",
+        "state_dir": "state", "engine": DOUBLE, "settle_seconds": 0.2,
+        "retry_backoff_seconds": 0.2, "log_format": "json", "ocr_timeout_seconds": 30.0,
+    }  # fmt: skip
+    settings = {
+        "url": lab.url, "coordinator_id": "coord", "local_workers": False, "slots": 4,
+        "ack_wait_seconds": 2.0, "heartbeat_seconds": 1.0, **cluster_extra,
+    }  # fmt: skip
+    (root / "inbox").mkdir(exist_ok=True)
+    return write_config(root / "coordinator.toml", values, settings)
+
+
+def start_workers(lab: Lab, root: Path, workers: int = 1, **extra: Any) -> list[Node]:
+    nodes = []
+    engine = extra.pop("engine", DOUBLE)
+    for host in range(1, lab.hosts + 1):
+        values = {"engine": engine, "workers": workers, "log_format": "json"}
+        settings = {"url": lab.url, "worker_id": f"h{host}", "ack_wait_seconds": 2.0,
+                    "heartbeat_seconds": 1.0, **extra}  # fmt: skip
+        config = write_config(root / f"worker-h{host}.toml", values, settings)
+        nodes.append(Node(lab, host, "worker", config, f"worker-h{host}"))
+    for node in nodes:
+        wait_for(lambda n=node: n.events("worker_host.started"), timeout=60)
+    return nodes
+
+
+def assert_exactly_once(root: Path, names: list[str]) -> None:
+    expected = sorted(n.rsplit(".", 1)[0] + ".txt" for n in names)
+    assert files_under(root / "outbox") == expected, "one sidecar per input, none numbered"
+    assert files_under(root / "inbox") == []
+    for name in names:
+        text = (root / "outbox" / (name.rsplit(".", 1)[0] + ".txt")).read_text()
+        assert text.startswith(f"text of {name} ")
+
+
+def host_that_received(workers: list[Node], needle: str) -> int:
+    def find() -> int:
+        for host, node in enumerate(workers, start=1):
+            if any(needle in e["msg_id"] for e in node.events("job.received")):
+                return host
+        return 0
+
+    host: int = wait_for(find, timeout=30, interval=0.02)
+    return host
+
+
+def msg_id_of(coordinator: Node, name: str) -> str:
+    def find() -> str:
+        published = coordinator.events("job.published")
+        return next((e["msg_id"] for e in published if e["path"].endswith(name)), "")
+
+    found: str = wait_for(find, timeout=30, interval=0.02)
+    return found
+
+
+def test_jobs_spread_over_two_hosts_inline_and_object_store(
+    tmp_path: Path, lab_factory: Callable[[int], Lab]
+) -> None:
+    lab = lab_factory(2)
+    workers = start_workers(lab, tmp_path, workers=2)
+    config = coordinator_config(tmp_path, lab, max_inline_bytes=5000)
+    names = [f"f{i:02}.png" for i in range(40)]
+    for name in names:
+        (tmp_path / "inbox" / name).write_bytes(name.encode() * 10)
+    (tmp_path / "inbox/big.png").write_bytes(b"b" * 300_000)  # through the object store
+    (tmp_path / "inbox/corrupt.png").write_bytes(b"bad")
+
+    coordinator = Node(lab, None, "once", config, "coordinator")
+    assert coordinator.proc.wait(timeout=90) == 1  # one file failed, on purpose
+
+    assert_exactly_once(tmp_path, [*names, "big.png"])
+    record = json.loads((tmp_path / "failed/corrupt.png.error.json").read_text())
+    assert record["reason"] == "corrupt"
+    published = coordinator.events("job.published")
+    assert {e["via"] for e in published} == {"inline", "object"}
+    done_by = {e["worker"] for e in coordinator.events("file.done")}
+    assert done_by == {"h1", "h2"}, "both hosts took jobs"
+    assert {e["worker"] for e in coordinator.events("worker.joined")} == {"h1", "h2"}
+    assert not coordinator.events("job.duplicate_dropped")
+    for node in workers:
+        assert node.stop() == 0
+
+
+def test_host_killed_mid_job_the_job_is_redelivered(
+    tmp_path: Path, lab_factory: Callable[[int], Lab]
+) -> None:
+    lab = lab_factory(2)
+    workers = start_workers(lab, tmp_path)
+    config = coordinator_config(tmp_path, lab)
+    coordinator = Node(lab, None, "run", config, "coordinator")
+    wait_for(lambda: coordinator.events("daemon.started"), timeout=60)
+    (tmp_path / "inbox/slow-victim.png").write_bytes(b"takes two seconds")
+    victim = host_that_received(workers, msg_id_of(coordinator, "slow-victim.png"))
+
+    lab.kill_host(victim)
+    names = ["slow-victim.png", *(f"after{i}.png" for i in range(5))]
+    for name in names[1:]:
+        (tmp_path / "inbox" / name).write_bytes(b"x")
+    wait_for(lambda: len(files_under(tmp_path / "outbox")) == len(names), timeout=60)
+
+    assert coordinator.stop() == 0
+    assert_exactly_once(tmp_path, names)
+    redelivered = coordinator.events("job.redelivered")
+    assert [(e["delivery"], e["worker"]) for e in redelivered] == [(2, f"h{3 - victim}")]
+    assert {e["worker"] for e in coordinator.events("worker.lost")} <= {f"h{victim}"}
+
+
+def test_partitioned_host_heals_and_its_late_result_is_dropped(
+    tmp_path: Path, lab_factory: Callable[[int], Lab]
+) -> None:
+    lab = lab_factory(2)
+    workers = start_workers(lab, tmp_path, ack_wait_seconds=1.0)
+    config = coordinator_config(tmp_path, lab, ack_wait_seconds=1.0)
+    coordinator = Node(lab, None, "run", config, "coordinator")
+    wait_for(lambda: coordinator.events("daemon.started"), timeout=60)
+    (tmp_path / "inbox/slow-zombie.png").write_bytes(b"two seconds")
+    zombie = host_that_received(workers, msg_id_of(coordinator, "slow-zombie.png"))
+
+    lab.cut(zombie)
+    wait_for((tmp_path / "outbox/slow-zombie.txt").exists, timeout=30)
+    lab.heal(zombie)
+    dropped = wait_for(lambda: coordinator.events("job.duplicate_dropped"), timeout=40)
+
+    assert [e["worker"] for e in dropped] == [f"h{zombie}"]
+    assert coordinator.stop() == 0
+    assert_exactly_once(tmp_path, ["slow-zombie.png"])
+    done = coordinator.events("file.done")
+    assert [e["worker"] for e in done] == [f"h{3 - zombie}"]
+
+
+def test_coordinator_killed_and_restarted_mid_batch_exactly_once(
+    tmp_path: Path, lab_factory: Callable[[int], Lab]
+) -> None:
+    lab = lab_factory(2)
+    start_workers(lab, tmp_path, workers=2)
+    config = coordinator_config(tmp_path, lab, slots=4)
+    names = [f"n{i:03}.png" for i in range(80)] + [f"slow-{i}.png" for i in range(4)]
+    for name in names:
+        (tmp_path / "inbox" / name).write_bytes(name.encode())
+    for round_number in range(2):
+        first = Node(lab, None, "run", config, f"coordinator-{round_number}")
+        wait_for(lambda n=first: n.events("job.published"), timeout=60, interval=0.01)
+        time.sleep(0.3 + 0.4 * round_number)
+        first.proc.send_signal(signal.SIGKILL)
+        first.proc.wait(timeout=10)
+
+    final = Node(lab, None, "once", config, "coordinator-final")
+    assert final.proc.wait(timeout=120) == 0
+    assert_exactly_once(tmp_path, names)
+    assert files_under(tmp_path / "processed") == sorted(names)
+
+
+def test_slow_page_longer_than_ack_wait_is_not_redelivered(
+    tmp_path: Path, lab_factory: Callable[[int], Lab]
+) -> None:
+    lab = lab_factory(2)
+    workers = start_workers(lab, tmp_path, ack_wait_seconds=1.0)
+    config = coordinator_config(tmp_path, lab, ack_wait_seconds=1.0)
+    (tmp_path / "inbox/slow-long.png").write_bytes(b"2 s against a 1 s lease")
+    coordinator = Node(lab, None, "once", config, "coordinator")
+    assert coordinator.proc.wait(timeout=60) == 0
+
+    assert_exactly_once(tmp_path, ["slow-long.png"])
+    received = [e for node in workers for e in node.events("job.received")]
+    assert len(received) == 1 and received[0]["delivery"] == 1
+    assert not coordinator.events("job.redelivered")
+
+
+def test_delivery_limit_exhausted_fails_the_input(
+    tmp_path: Path, lab_factory: Callable[[int], Lab]
+) -> None:
+    lab = lab_factory(2)
+    workers = start_workers(lab, tmp_path, ack_wait_seconds=1.0, max_deliver=1)
+    config = coordinator_config(tmp_path, lab, ack_wait_seconds=1.0, max_deliver=1)
+    coordinator = Node(lab, None, "run", config, "coordinator")
+    wait_for(lambda: coordinator.events("daemon.started"), timeout=60)
+    (tmp_path / "inbox/slow-doomed.png").write_bytes(b"its host dies")
+    victim = host_that_received(workers, msg_id_of(coordinator, "slow-doomed.png"))
+
+    lab.kill_host(victim)
+    record_path = tmp_path / "failed/slow-doomed.png.error.json"
+    wait_for(record_path.exists, timeout=30)
+
+    assert coordinator.stop() == 0
+    assert json.loads(record_path.read_text())["reason"] == "cluster_delivery_exhausted"
+    assert files_under(tmp_path / "outbox") == []
+
+
+def test_check_sees_broker_stream_and_a_worker(
+    tmp_path: Path, lab_factory: Callable[[int], Lab]
+) -> None:
+    lab = lab_factory(1)
+    config_path = coordinator_config(tmp_path, lab)
+    before = cluster.check(load_config(config_path))
+    assert [status for status, _text, _code in before][:1] == ["ok"]
+    assert before[-1][0] == "FAIL" and "no worker host" in before[-1][1]
+
+    start_workers(lab, tmp_path)
+    after = cluster.check(load_config(config_path))
+    assert [status for status, _text, _code in after] == ["ok"] * len(after), after
+    assert any("h1" in text for _status, text, _code in after)
+
+
+def test_real_engine_on_a_worker_host(tmp_path: Path, lab_factory: Callable[[int], Lab]) -> None:
+    from tests.conftest import render_page  # noqa: PLC0415 - skips when fonts are missing
+
+    probe = subprocess.run(
+        [sys.executable, "-m", "ocr_daemon", "check"], capture_output=True, text=True,
+        env=subprocess_env(), timeout=240, check=False,
+    )  # fmt: skip
+    if "engine aspose" not in probe.stdout or "warm-up recognition returned" not in probe.stdout:
+        pytest.skip(f"the real engine cannot start here: {probe.stdout[-300:]}")
+    lab = lab_factory(1)
+    start_workers(lab, tmp_path, engine="aspose")
+    config = coordinator_config(tmp_path, lab, ack_wait_seconds=5.0)
+    lines = [f"Cluster page line {i} alpha bravo charlie" for i in range(8)]
+    render_page(lines).save(tmp_path / "inbox/page.png")
+
+    coordinator = Node(lab, None, "once", config, "coordinator")
+    assert coordinator.proc.wait(timeout=180) == 0
+    text = (tmp_path / "outbox/page.txt").read_text()
+    assert text.split()[:3] == ["Cluster", "page", "line"]
+    assert [e["worker"] for e in coordinator.events("file.done")] == ["h1"]

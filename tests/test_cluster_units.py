@@ -1,0 +1,106 @@
+"""Scale-out pieces that need no broker: the [cluster] config table, the wire format, and that
+single-host use never imports the NATS client."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ocr_daemon import cluster_wire as wire
+from ocr_daemon.config import ClusterSettings, load_config
+from ocr_daemon.errors import (
+    ClusterDeliveryExhausted,
+    ConfigError,
+    CorruptInput,
+    InputError,
+    TransientError,
+    WorkerCrashed,
+)
+from ocr_daemon.pool import choose_worker_count
+from ocr_daemon.seam import OcrResult
+from tests.harness import subprocess_env
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    return path
+
+
+def test_cluster_table_loads_and_defaults_are_inert(tmp_path: Path) -> None:
+    assert load_config(write(tmp_path, "workers = 1\n")).cluster == ClusterSettings()
+    config = load_config(write(tmp_path, '[cluster]\nurl = "nats://127.0.0.1:4222"\nslots = 2\n'))
+    assert config.cluster.url == "nats://127.0.0.1:4222" and config.cluster.slots == 2
+
+
+@pytest.mark.parametrize(
+    ("body", "named"),
+    [
+        ("slotz = 2", "cluster.slotz"),
+        ('url = "http://x"', "cluster.url"),
+        ("max_deliver = 0", "cluster.max_deliver"),
+        ("ack_wait_seconds = 0", "cluster.ack_wait_seconds"),
+        ("local_workers = false", "cluster.local_workers"),
+        ('url = "nats://h:4222"\nlocal_workers = false\nslots = 0', "cluster.local_workers"),
+    ],
+)
+def test_bad_cluster_keys_name_the_key(tmp_path: Path, body: str, named: str) -> None:
+    with pytest.raises(ConfigError, match=named.replace(".", r"\.")):
+        load_config(write(tmp_path, f"[cluster]\n{body}\n"))
+
+
+def test_no_local_workers_when_the_cluster_does_the_work(tmp_path: Path) -> None:
+    text = '[cluster]\nurl = "nats://127.0.0.1:4222"\nlocal_workers = false\n'
+    assert choose_worker_count(load_config(write(tmp_path, text)))[0] == 0
+
+
+def test_job_message_round_trips_any_file_name() -> None:
+    name = "scan \udcff é.png"  # an undecodable byte, as os.fsdecode gives it
+    job = wire.JobMessage("c.1.2-3-4.0", 1, name, 30.0, "ocr.results.c", None, b"\x00\xffdata")
+    assert wire.JobMessage.decode(job.encode()) == job
+
+
+@pytest.mark.parametrize(
+    ("error", "kind"),
+    [
+        (CorruptInput("bad"), CorruptInput),
+        (WorkerCrashed("died"), WorkerCrashed),
+        (ClusterDeliveryExhausted("gone"), ClusterDeliveryExhausted),
+    ],
+)
+def test_errors_cross_the_wire_as_their_class(error: Exception, kind: type) -> None:
+    assert isinstance(error, InputError | TransientError)
+    reply = wire.ResultMessage("m", "h1", 2, 0.5, error=error)
+    back = wire.ResultMessage.decode(reply.encode())
+    assert type(back.error) is kind and back.error.reason == kind.reason
+    assert (back.worker_id, back.delivery) == ("h1", 2)
+
+
+def test_unknown_error_class_keeps_permanence_and_reason() -> None:
+    body = (
+        b'{"msg_id": "m", "worker": "h", "delivery": 1, "seconds": 0, "error": {"class": "X",'
+        b' "reason": "plugin_specific", "message": "m", "permanent": true}}'
+    )
+    error = wire.ResultMessage.decode(body).error
+    assert isinstance(error, InputError) and error.reason == "plugin_specific"
+
+
+def test_result_round_trips_pages() -> None:
+    result = OcrResult(("one", "two\n"), evaluation_mode=True, warnings=("w",))
+    reply = wire.ResultMessage("m", "h", 1, 0.1, result=result)
+    assert wire.ResultMessage.decode(reply.encode()).result == result
+
+
+def test_single_host_never_imports_nats() -> None:
+    code = (
+        "import sys, ocr_daemon.cli, ocr_daemon.daemon, ocr_daemon.pool;"
+        "assert not [m for m in sys.modules if m.split('.')[0] == 'nats'], 'nats imported'"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=subprocess_env(),
+        timeout=60, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
