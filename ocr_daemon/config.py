@@ -87,7 +87,7 @@ class Config:
     languages: tuple[str, ...] = ("eng",)
     orientation: bool = True
     workers: int = 0
-    worker_memory_mb: int = 1300
+    worker_memory_mb: int = 1600
     max_jobs_per_worker: int = 500
     settle_seconds: float = 2.0
     rescan_interval_seconds: float = 300.0

@@ -40,6 +40,7 @@ from ocr_daemon.watcher import InboxWatcher
 
 log = structlog.get_logger()
 MAX_BACKOFF_SECONDS = 300.0
+STATUS_REFRESH_SECONDS = 10.0
 
 
 @dataclass
@@ -78,6 +79,8 @@ class Daemon:
         self._delayed: set[asyncio.Task[None]] = set()
         self._intake: list[asyncio.Task[None]] = []
         self._dispatchers: dict[asyncio.Task[None], Slot] = {}
+        self._scan: asyncio.Task[None] | None = None
+        self._status_written = 0.0
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -102,11 +105,6 @@ class Daemon:
         self.pool = Pool(self.config, size)
         info = await self.pool.start()
         self._log_started(size, why, info.licensed, f"{info.name} {info.version}")
-        found = await asyncio.to_thread(self.watcher.scan_once, trust_mtime=True)
-        log.info("inbox.scanned", candidates=found)
-        self.counts.state = "running"
-        self._publish_status()
-        self.notifier.ready()
 
     def _recover(self) -> None:
         """Finish (or undo) the outcomes a crash interrupted, before anything new starts."""
@@ -147,6 +145,12 @@ class Daemon:
             asyncio.create_task(self._dispatch(slot), name=f"dispatch-{slot.index}"): slot
             for slot in self.pool.slots
         }
+        # The start-up scan streams into the queue (it waits while the queue is full), so it runs
+        # beside the dispatchers; READY follows once it is under way.
+        self._scan = asyncio.create_task(self._startup_scan(), name="startup-scan")
+        self.counts.state = "running"
+        self._publish_status()
+        self.notifier.ready()
         ticker = asyncio.create_task(self._tick(), name="tick")
         reloader = asyncio.create_task(self._reloads(), name="reload")
         try:
@@ -155,11 +159,16 @@ class Daemon:
             ticker.cancel()
             reloader.cancel()
 
+    async def _startup_scan(self) -> None:
+        found = await self.watcher.scan(trust_mtime=True)
+        log.info("inbox.scanned", candidates=found)
+        self._stop_if_done()
+
     async def _shutdown(self) -> None:
         self.counts.state = "draining"
         self.stop.set()
         self.notifier.stopping()
-        for task in self._intake:
+        for task in [*self._intake, *([self._scan] if self._scan else [])]:
             task.cancel()
         for task in self._delayed:
             task.cancel()
@@ -223,7 +232,15 @@ class Daemon:
             if self.stop.is_set():
                 self.busy.discard(job.record.rel)
                 return
-            await self._process(slot, job)
+            try:
+                await self._process(slot, job)
+                self._stop_if_done()
+            except Exception as exc:  # a bug, not a bad file: exit rather than run half-blind
+                self.busy.discard(job.record.rel)
+                self._die(
+                    OcrDaemonError(f"dispatch-{slot.index} died on {job.record.rel}: {exc!r}")
+                )
+                return
 
     async def _process(self, slot: Slot, job: Job) -> None:
         path = self.config.inbox / job.record.rel
@@ -350,15 +367,14 @@ class Daemon:
         while True:
             await asyncio.sleep(period)
             self._check_intake()
-            if self.once and self._idle():
-                self.stop.set()
+            self._stop_if_done()
             line = self._publish_status(previous=last)
             last = line
             if interval and self._healthy():
                 self.notifier.watchdog()
 
     def _check_intake(self) -> None:
-        for task in self._intake:
+        for task in [*self._intake, *([self._scan] if self._scan else [])]:
             if task.done() and not task.cancelled() and task.exception() is not None:
                 exc = task.exception()
                 self._die(OcrDaemonError(f"{task.get_name()} task died: {exc!r}"))
@@ -367,15 +383,24 @@ class Daemon:
         intake_alive = all(not t.done() for t in self._intake)
         return intake_alive and self.pool is not None and self.pool.healthy()
 
+    def _stop_if_done(self) -> None:
+        """In `once` mode, stop as soon as the start-up scan's files all have an outcome."""
+        if self.once and self._scan is not None and self._scan.done() and self._idle():
+            self.stop.set()
+
     def _idle(self) -> bool:
-        return not (self.busy or self.watcher.settler.pending or self._delayed)
+        pending = self.busy or self.watcher.settler.pending or self.watcher.scanning
+        return not (pending or self._delayed)
 
     def _publish_status(self, previous: str = "") -> str:
+        """STATUS= and status.json when something changed (the file at least every 10 s)."""
         self._update_counts()
         line = self.counts.one_line()
         if line != previous:
             self.notifier.status(line)
-        write_status(self.config.state_dir, self.counts, self._status_extra())
+        if line != previous or time.monotonic() - self._status_written >= STATUS_REFRESH_SECONDS:
+            write_status(self.config.state_dir, self.counts, self._status_extra())
+            self._status_written = time.monotonic()
         return line
 
     def _update_counts(self) -> None:

@@ -90,6 +90,9 @@ def scan(inbox: Path, rules: InboxFilter) -> Iterator[tuple[PurePosixPath, os.st
                 st = entry.stat(follow_symlinks=False)
             except FileNotFoundError:
                 continue
+            except OSError as exc:  # e.g. ENAMETOOLONG past PATH_MAX: skip it, keep scanning
+                log.warning("inbox.unreadable", path=str(rel), error=exc.strerror)
+                continue
             if stat.S_ISDIR(st.st_mode):
                 stack.append(rel)
             else:
@@ -167,6 +170,7 @@ class InboxWatcher:
         self._wake = asyncio.Event()
         self._skipped: set[PurePosixPath] = set()
         self.watching = False
+        self.scanning = False
         self.polling = self._choose_polling()
 
     def _choose_polling(self) -> bool:
@@ -188,21 +192,34 @@ class InboxWatcher:
 
     # -- sources -------------------------------------------------------------------------------
 
-    def scan_once(self, *, trust_mtime: bool) -> int:
-        """Track every candidate now in the inbox; returns how many were found.
+    async def scan(self, *, trust_mtime: bool) -> int:
+        """Offer every candidate now in the inbox; returns how many were found.
 
-        With `trust_mtime` (start-up and reconciliation scans) a file whose mtime is already older
-        than the settle time counts as quiet since its mtime, so it is not made to wait again.
+        Streams: with `trust_mtime` (start-up and reconciliation scans) a file whose mtime is
+        already older than the settle time is handed on at once — `emit` blocks while the queue is
+        full, so a backlog of any size keeps memory flat — and only younger files are tracked.
         """
-        now_wall, now = time.time(), time.monotonic()
-        found = 0
-        for rel, st in scan(self.config.inbox, self.rules):
-            if self._consider(rel, st):
-                age = max(0.0, now_wall - st.st_mtime) if trust_mtime else 0.0
-                self.settler.touch(rel, st, quiet_since=now - age)
-                found += 1
-        self._wake.set()
-        return found
+        self.scanning = True
+        try:
+            entries = scan(self.config.inbox, self.rules)
+            found = 0
+            while batch := await asyncio.to_thread(_take, entries, 512):
+                for rel, st in batch:
+                    if self._consider(rel, st):
+                        found += 1
+                        await self._offer(rel, st, trust_mtime)
+            self._wake.set()
+            return found
+        finally:
+            self.scanning = False
+
+    async def _offer(self, rel: PurePosixPath, st: os.stat_result, trust_mtime: bool) -> None:
+        age = max(0.0, time.time() - st.st_mtime) if trust_mtime else 0.0
+        settled = age >= self.settler.settle_seconds and st.st_size > 0
+        if settled and rel not in self.settler.pending:
+            await self.emit(rel, fsops.Identity.of(st))
+        else:
+            self.settler.touch(rel, st, quiet_since=time.monotonic() - age)
 
     def _consider(self, rel: PurePosixPath, st: os.stat_result) -> bool:
         reason = special_reason(st)
@@ -272,7 +289,7 @@ class InboxWatcher:
             await asyncio.sleep(1.0)
         if warned:
             log.info("inbox.back", inbox=str(self.config.inbox))
-            self.scan_once(trust_mtime=False)
+            await self.scan(trust_mtime=False)
 
     async def reconcile(self, stop: asyncio.Event) -> None:
         """The periodic full scan that catches whatever the watch missed."""
@@ -281,7 +298,7 @@ class InboxWatcher:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=interval)
             if not stop.is_set() and self.config.inbox.is_dir():
-                found = await asyncio.to_thread(self.scan_once, trust_mtime=True)
+                found = await self.scan(trust_mtime=True)
                 log.debug("inbox.rescanned", candidates=found)
             interval = self.config.rescan_interval_seconds
 
@@ -335,3 +352,9 @@ def _same_dir(path: Path, inode: int) -> bool:
         return path.stat().st_ino == inode
     except OSError:
         return False
+
+
+def _take(
+    entries: Iterator[tuple[PurePosixPath, os.stat_result]], count: int
+) -> list[tuple[PurePosixPath, os.stat_result]]:
+    return [entry for _, entry in zip(range(count), entries, strict=False)]
