@@ -21,13 +21,16 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Literal
 
-from ocr_daemon import runtime
+from ocr_daemon import languages, rules, runtime
 from ocr_daemon.config import LICENSE_ENV, Config
 from ocr_daemon.engine import WARM_UP_PREFIX  # importing engine does not import aspose
 from ocr_daemon.errors import EngineUnavailable, ExitCode, OcrDaemonError
 from ocr_daemon.seam import EngineInfo, OcrResult, load_engine
 
-PACKAGES = ("ocr-daemon", "aspose-ocr-python-net", "Pillow", "watchfiles", "structlog")
+PACKAGES = (
+    *("ocr-daemon", "aspose-ocr-python-net", "Pillow", "watchfiles", "structlog"),
+    *("tesserocr", "pypdfium2"),
+)
 FOLDERS = ("inbox", "outbox", "processed", "failed", "state_dir")
 ENGINE_TIMEOUT_SECONDS = 180.0
 Status = Literal["ok", "warn", "FAIL"]
@@ -46,9 +49,10 @@ class CheckLine:
 def run_checks(config: Config) -> Iterator[CheckLine]:
     """Versions, OpenSSL 1.1, engine start, warm-up, licence, folders."""
     yield _versions()
+    yield _tesseract(config)
     openssl = _openssl()
     yield openssl
-    if openssl.status == "FAIL":
+    if openssl.status == "FAIL" and config.engine == "aspose":
         yield CheckLine("FAIL", "engine not started: it needs OpenSSL 1.1", ExitCode.UNAVAILABLE)
     else:
         yield from _engine(config)
@@ -72,6 +76,35 @@ def _versions() -> CheckLine:
         text = f"packages not installed: {', '.join(missing)} (run `make setup`)"
         return CheckLine("FAIL", text, ExitCode.UNAVAILABLE)
     return CheckLine("ok", ", ".join(found))
+
+
+def _tesseract(config: Config) -> CheckLine:
+    """libtesseract's version, where its data is, and which languages are installed there."""
+    try:
+        from ocr_daemon.tesseract import tesseract_version  # noqa: PLC0415 - optional engine
+
+        version = tesseract_version()
+    except ImportError as exc:
+        return CheckLine("FAIL", f"tesserocr not importable: {exc}", ExitCode.UNAVAILABLE)
+    tessdata = languages.find_tessdata(config.tesseract.tessdata_dir)
+    installed = languages.installed_tesseract(tessdata)
+    needed = {"osd"} if any(c.orientation for c, _ in rules.effective_configs(config)) else set()
+    for effective, _ in rules.effective_configs(config):
+        if effective.engine == "tesseract":
+            needed.update(languages.tesseract_names(effective.languages))
+    text = f"tesseract {version}: data in {tessdata}, languages installed: {', '.join(installed)}"
+    missing = sorted(needed - set(installed))
+    if missing:
+        return CheckLine("FAIL", f"{text}; MISSING {', '.join(missing)}", ExitCode.CONFIG)
+    return CheckLine("ok", text)
+
+
+def explain(config: Config, path: Path) -> list[str]:
+    """`check --explain PATH`: the effective settings for PATH (inside the inbox, or relative to
+    it) and the rule that gave them."""
+    absolute, inbox = path.resolve(), config.inbox.resolve()
+    rel = absolute.relative_to(inbox) if absolute.is_relative_to(inbox) else path
+    return rules.explain(config, rel.as_posix())
 
 
 def _openssl() -> CheckLine:

@@ -23,7 +23,7 @@ from typing import Any
 
 from PIL import Image, ImageDraw, ImageFont
 
-from ocr_daemon import images, runtime
+from ocr_daemon import images, languages, orientation, runtime
 from ocr_daemon.config import AsposeSettings, Config
 from ocr_daemon.errors import (
     ConfigError,
@@ -43,13 +43,7 @@ WARM_UP_LINES = ("The quick brown fox jumps over the lazy dog", "Pack my box wit
 WARM_UP_PREFIX = "The quick brown"  # evaluation mode returns 'The quick brown fo'
 TRIAL_CHARS_PER_PAGE = 300
 # Measured with downloads off: only LEAN and UNIVERSAL work without a model file.
-MODE_MODELS = {
-    "MULTICOLUMN": "aspose-ocr-document-structure-detection-v2.ocr",
-    "DOCUMENT_LAYOUT": "aspose-ocr-document-structure-detection-v2.ocr",
-    "TABLE": "aspose-ocr-advanced-recognition-v1.ocr",
-    "CURVED_TEXT": "aspose-ocr-advanced-recognition-v1.ocr",
-    "FORMULA": "aspose-ocr-formula-det-v1.ocr",
-}
+MODE_MODELS = languages.ASPOSE_MODE_MODELS
 _CORRUPT_MARKERS = (
     "InvalidPdfFileFormatException",
     "Startxref",
@@ -64,6 +58,8 @@ class AsposeEngine:
     def __init__(self, config: Config) -> None:
         self._config = config
         self._resources_dir = _resources_dir(config)
+        # the older [aspose] language key wins; else the first of the shared `languages`
+        self._language = config.aspose.language or languages.aspose_language(config.languages)
         self._ocr = runtime.load_aspose(config.aspose, self._resources_dir)
         self._settings = self._recognition_settings(config.aspose)
         self._licensed = self._apply_license(config.aspose.license_file)
@@ -83,7 +79,7 @@ class AsposeEngine:
         )
         settings = self._config.aspose
         detail = (
-            f"{mode}; language={settings.language}, detect_areas_mode="
+            f"{mode}; language={self._language}, detect_areas_mode="
             f"{settings.detect_areas_mode}, onnx_intra_op_threads="
             f"{settings.onnx_intra_op_threads}, sequential={settings.onnx_sequential}; "
             f"resources in {self._resources_dir}"
@@ -99,7 +95,7 @@ class AsposeEngine:
         if isinstance(vetted, images.PdfInput):
             results = self._recognize_pdf(vetted)
         else:
-            results = [self._recognize_pixels(page, path) for page in vetted.pages()]
+            results = [self._recognize_pixels(self._upright(page), path) for page in vetted.pages()]
         return self._result(results)
 
     def _recognize_pixels(self, page: Image.Image, path: Path) -> Any:
@@ -110,6 +106,11 @@ class AsposeEngine:
         if len(results) != 1:
             raise RecognitionFailed(f"engine returned {len(results)} results for 1 page", str(path))
         return results[0]
+
+    def _upright(self, page: Image.Image) -> Image.Image:
+        if not self._config.orientation:
+            return page
+        return orientation.upright(page, self._config.tesseract.tessdata_dir)
 
     def _recognize_pdf(self, pdf: images.PdfInput) -> list[Any]:
         """Page by page, until the engine returns nothing: memory stays at one page."""
@@ -170,7 +171,7 @@ class AsposeEngine:
     def _recognition_settings(self, settings: AsposeSettings) -> Any:
         where = str(self._config.source) if self._config.source else None
         recognition = self._ocr.RecognitionSettings()
-        recognition.language = _enum(self._ocr.Language, settings.language, "language", where)
+        recognition.language = _enum(self._ocr.Language, self._language, "language", where)
         mode = _enum(
             self._ocr.DetectAreasMode, settings.detect_areas_mode, "detect_areas_mode", where
         )

@@ -23,6 +23,7 @@ from ocr_daemon import fsops
 from ocr_daemon.config import Config
 from ocr_daemon.errors import OcrDaemonError
 from ocr_daemon.journal import JobRecord, Journal, Outcome
+from ocr_daemon.rules import config_for
 from ocr_daemon.seam import OcrResult
 
 log = structlog.get_logger()
@@ -58,7 +59,7 @@ class Outputs:
         self._check_unchanged(job)
         sidecar = self._free_name(self.config.outbox, job.rel.with_suffix(".txt"))
         moved = None
-        if self.config.on_success == "move":
+        if self._config_for(job).on_success == "move":
             moved = self._free_name(self.config.processed, job.rel)
         self.journal.reserve(job.id, "done", sidecar, moved)
         self._write(job, self.config.outbox, sidecar, result.text.encode("utf-8"))
@@ -88,6 +89,10 @@ class Outputs:
         self._dispose(job, job.outcome or "done", job.moved_to)
         return True
 
+    def _config_for(self, job: JobRecord) -> Config:
+        """The config with the first per-folder rule matching this input merged in."""
+        return config_for(self.config, job.rel)[0]
+
     def _check_unchanged(self, job: JobRecord) -> None:
         st = fsops.lstat_in(self.config.inbox, job.rel)
         if st is None or fsops.Identity.of(st) != job.identity:
@@ -115,7 +120,7 @@ class Outputs:
 
     def _write(self, job: JobRecord, root: Path, rel: PurePosixPath, data: bytes) -> None:
         try:
-            fsops.write_new(root, rel, data, self.config.output_mode, tag=str(job.id))
+            fsops.write_new(root, rel, data, self._config_for(job).output_mode, tag=str(job.id))
         except FileExistsError:
             pass  # published before an interruption: it is ours (names are reserved first)
         except OSError as exc:
@@ -128,7 +133,7 @@ class Outputs:
         try:
             if moved is not None:
                 fsops.move_new(self.config.inbox, job.rel, root, moved, job.identity)
-            elif self.config.on_success == "delete":
+            elif self._config_for(job).on_success == "delete":
                 fsops.unlink_in(self.config.inbox, job.rel, job.identity)
         except FileNotFoundError:
             log.warning("file.vanished_at_disposal", path=str(job.rel))
@@ -150,7 +155,11 @@ def _error_record(job: JobRecord, failure: Failure, moved: PurePosixPath) -> byt
         "engine": failure.engine,
         "daemon_version": metadata.version("ocr-daemon"),
     }
-    return (json.dumps(record, indent=2, ensure_ascii=False, default=str) + "\n").encode()
+    text = json.dumps(record, indent=2, ensure_ascii=False, default=str) + "\n"
+    try:
+        return text.encode()
+    except UnicodeEncodeError:  # a non-UTF-8 file name: \udcXX escapes keep its bytes
+        return (json.dumps(record, indent=2, default=str) + "\n").encode()
 
 
 def _iso(ts: float) -> str:

@@ -5,8 +5,8 @@ worker one engine instance, calls `warm_up()` once, then `recognize(path)` once 
 `OcrResult` out; a problem with the input is raised as an `InputError` subclass (permanent), any
 other `OcrDaemonError` is treated by its class. Results and errors must be picklable.
 
-`config.engine` names the implementation: ``"aspose"`` (the default), or an import path
-``"package.module:Class"`` for a plug-in engine (the test suite's doubles use this seam).
+`config.engine` names the implementation: ``"aspose"`` (the default), ``"tesseract"``, or an
+import path ``"package.module:Class"`` for a plug-in engine (the test suite's doubles use it).
 """
 
 from __future__ import annotations
@@ -20,7 +20,10 @@ from ocr_daemon.config import Config
 from ocr_daemon.errors import ConfigError
 
 PAGE_SEPARATOR = "\f"
-BUILTIN_ENGINES = {"aspose": "ocr_daemon.engine:AsposeEngine"}
+BUILTIN_ENGINES = {
+    "aspose": "ocr_daemon.engine:AsposeEngine",
+    "tesseract": "ocr_daemon.tesseract:TesseractEngine",
+}
 
 
 @dataclass(frozen=True)

@@ -2,9 +2,11 @@
 
 Started with ``spawn`` by the pool (never forked: the .NET runtime is not fork-safe). It ignores
 SIGINT and SIGTERM — systemd and Ctrl+C signal the whole process group, and the daemon decides when
-work stops — and it neither logs nor writes outputs: it receives ``(job_id, path)`` and sends back
-a `Done` or `Failed` message. Its stdout is pointed at stderr, because the engine writes to the
-raw file descriptor 1, which in the daemon is the structured log stream.
+work stops — and it neither logs nor writes outputs: it receives ``(job_id, path, settings)`` and
+sends back a `Done` or `Failed` message. `settings` (an `EngineSettings`, from the path's rule)
+picks the engine: the configured default is built and warmed at start, any other on its first
+job. Its stdout is pointed at stderr, because the engine writes to the raw file descriptor 1,
+which in the daemon is the structured log stream.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 
 from ocr_daemon.config import Config
 from ocr_daemon.errors import OcrDaemonError, RecognitionFailed
+from ocr_daemon.rules import EngineSettings
 from ocr_daemon.seam import Engine, EngineInfo, OcrResult, load_engine
 
 
@@ -52,6 +55,7 @@ def serve(conn: Connection, config: Config) -> None:
     except OcrDaemonError as exc:
         conn.send(Failed(-1, exc))
         return
+    engines = {EngineSettings.of(config): engine}
     while True:
         try:
             message = conn.recv()
@@ -59,13 +63,21 @@ def serve(conn: Connection, config: Config) -> None:
             return
         if message is None:
             return
-        job_id, path = message
-        conn.send(_recognize(engine, job_id, path))
+        job_id, path, settings = message
+        conn.send(_recognize(engines, config, settings, job_id, path))
 
 
-def _recognize(engine: Engine, job_id: int, path: str) -> Done | Failed:
+def _recognize(
+    engines: dict[EngineSettings, Engine],
+    config: Config,
+    settings: EngineSettings,
+    job_id: int,
+    path: str,
+) -> Done | Failed:
     try:
-        return Done(job_id, engine.recognize(Path(path)))
+        if settings not in engines:
+            engines[settings] = load_engine(settings.apply(config))
+        return Done(job_id, engines[settings].recognize(Path(path)))
     except OcrDaemonError as exc:
         return Failed(job_id, exc)
     except Exception as exc:  # the engine's own errors: reported, never fatal to the worker

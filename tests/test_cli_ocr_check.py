@@ -103,7 +103,8 @@ def test_check_passes_here(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     statuses = [line.split()[0] for line in result.stdout.splitlines()]
     assert "FAIL" not in statuses
-    assert len(statuses) == 10
+    assert len(statuses) == 11
+    assert "ok   tesseract 5." in result.stdout
     assert "warm-up recognition returned 'The quick brown" in result.stdout
     if "licensed: full text" not in result.stdout:
         assert "warn EVALUATION MODE" in result.stdout
@@ -149,7 +150,7 @@ def test_check_survives_an_engine_that_aborts(tmp_path: Path) -> None:
     assert result.returncode == 69
     assert "FAIL engine process was killed by SIGABRT while starting" in result.stdout
     assert "No usable version of libssl was found" in result.stdout
-    assert result.stdout.count("ok   ") == 7  # versions, OpenSSL (found), five folders
+    assert result.stdout.count("ok   ") == 8  # versions, tesseract, OpenSSL, five folders
 
 
 @pytest.mark.parametrize(

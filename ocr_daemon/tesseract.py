@@ -1,0 +1,89 @@
+"""The Tesseract engine behind the `Engine` seam, via the `tesserocr` wheel (bundled libtesseract).
+
+Runs inside a worker process like every engine, and adds no parallelism: the wheel has no
+OpenMP, so one recognition uses one thread (and releases the GIL). Language data comes from
+Debian's `tesseract-ocr-<lang>` packages, provisioned into `.venv/native/tessdata` by
+`make setup`, or from `tesseract.tessdata_dir`. Fully offline.
+
+Inputs are vetted by `images` exactly as for Aspose; images are decoded there, PDFs are
+rasterised by `pdfpages` (Tesseract cannot read PDFs). Each page is turned upright by
+`orientation` when `config.orientation` is on, then recognised with page segmentation mode 3
+(automatic layout, which keeps columns apart).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import tesserocr
+from PIL import Image
+
+from ocr_daemon import images, languages, orientation, pdfpages
+from ocr_daemon.config import Config
+from ocr_daemon.engine import render_warm_up_page
+from ocr_daemon.errors import ConfigError, EngineUnavailable
+from ocr_daemon.seam import EngineInfo, OcrResult
+
+
+class TesseractEngine:
+    """One warm `PyTessBaseAPI` for `config.languages` (joined, e.g. "fra+eng")."""
+
+    def __init__(self, config: Config) -> None:
+        self._config = config
+        self._tessdata = languages.find_tessdata(config.tesseract.tessdata_dir)
+        self._lang = languages.tesseract_lang(config.languages)
+        missing = languages.missing_for_tesseract(config.languages, self._tessdata)
+        if missing or self._tessdata is None:
+            raise ConfigError(
+                languages.check_for_engine(
+                    "tesseract", config.languages, self._tessdata, config.state_dir
+                )
+                or "no tessdata folder found",
+                str(config.source) if config.source else None,
+            )
+        try:
+            self._api = tesserocr.PyTessBaseAPI(
+                path=f"{self._tessdata}/", lang=self._lang, psm=tesserocr.PSM.AUTO
+            )
+        except RuntimeError as exc:
+            raise EngineUnavailable(f"Tesseract failed to start: {exc}") from None
+
+    def info(self) -> EngineInfo:
+        detail = (
+            f"languages={self._lang}, orientation={self._config.orientation}; "
+            f"data in {self._tessdata} (installed: "
+            f"{', '.join(languages.installed_tesseract(self._tessdata))})"
+        )
+        return EngineInfo("tesseract", tesseract_version(), True, detail)
+
+    def warm_up(self) -> OcrResult:
+        return OcrResult((self._read(render_warm_up_page()),), evaluation_mode=False)
+
+    def recognize(self, path: Path) -> OcrResult:
+        texts = tuple(self._read(self._upright(page)) for page in self._pages(path))
+        return OcrResult(texts, evaluation_mode=False)
+
+    def _pages(self, path: Path) -> Iterator[Image.Image]:
+        vetted = images.vet(path, self._config.limits)
+        if isinstance(vetted, images.PdfInput):
+            return pdfpages.render_pages(path, self._config.limits)
+        return vetted.pages()
+
+    def _upright(self, page: Image.Image) -> Image.Image:
+        if not self._config.orientation:
+            return page
+        return orientation.upright(page, self._config.tesseract.tessdata_dir)
+
+    def _read(self, page: Image.Image) -> str:
+        self._api.SetImage(page)
+        try:
+            return str(self._api.GetUTF8Text())
+        finally:
+            self._api.Clear()
+
+
+def tesseract_version() -> str:
+    """libtesseract's version, e.g. "5.5.4" (the first line of its banner)."""
+    first = str(tesserocr.tesseract_version()).splitlines()[0]
+    return first.removeprefix("tesseract ").strip()
