@@ -22,5 +22,11 @@ test: setup lint
 bench: setup
 	$(BIN)/python benchmarks/run_all.py
 
+install:
+	bash scripts/install.sh
+
+uninstall:
+	bash scripts/uninstall.sh
+
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -80,7 +80,8 @@ else
   install -d -m 2770 -o ocr-daemon -g ocr-daemon "$DATADIR/inbox"
 fi
 
-# 4. The config: kept if present; otherwise the example with its folders rewritten to $DATADIR.
+# 4. The config: kept if present; otherwise the example with its folder keys (top-level string
+#    keys) rewritten to $DATADIR, comments kept.
 config="$CONFDIR/ocr-daemon.toml"
 if [ -e "$config" ]; then
   say "keeping the existing $config"
@@ -88,11 +89,11 @@ else
   install -d -m 0755 "$CONFDIR"
   if [ -r "$src/config/ocr-daemon.toml" ]; then
     sed -E \
-      -e "s|^([[:space:]]*inbox[[:space:]]*=[[:space:]]*).*|\\1\"$DATADIR/inbox\"|" \
-      -e "s|^([[:space:]]*outbox[[:space:]]*=[[:space:]]*).*|\\1\"$DATADIR/outbox\"|" \
-      -e "s|^([[:space:]]*processed[[:space:]]*=[[:space:]]*).*|\\1\"$DATADIR/processed\"|" \
-      -e "s|^([[:space:]]*failed[[:space:]]*=[[:space:]]*).*|\\1\"$DATADIR/failed\"|" \
-      -e "s|^([[:space:]]*state_dir[[:space:]]*=[[:space:]]*).*|\\1\"$DATADIR/state\"|" \
+      -e "s|^([[:space:]]*inbox[[:space:]]*=[[:space:]]*)\"[^\"]*\"|\\1\"$DATADIR/inbox\"|" \
+      -e "s|^([[:space:]]*outbox[[:space:]]*=[[:space:]]*)\"[^\"]*\"|\\1\"$DATADIR/outbox\"|" \
+      -e "s|^([[:space:]]*processed[[:space:]]*=[[:space:]]*)\"[^\"]*\"|\\1\"$DATADIR/processed\"|" \
+      -e "s|^([[:space:]]*failed[[:space:]]*=[[:space:]]*)\"[^\"]*\"|\\1\"$DATADIR/failed\"|" \
+      -e "s|^([[:space:]]*state_dir[[:space:]]*=[[:space:]]*)\"[^\"]*\"|\\1\"$DATADIR/state\"|" \
       "$src/config/ocr-daemon.toml" > "$work/ocr-daemon.toml"
   else
     say "warning: $src/config/ocr-daemon.toml missing; writing a config with the folders only"
@@ -102,6 +103,18 @@ else
     done
     printf 'state_dir = "%s/state"\n' "$DATADIR" >> "$work/ocr-daemon.toml"
   fi
+  # The written config must load and name exactly the folders the units and tmpfiles expect.
+  "$PREFIX/bin/python" - "$work/ocr-daemon.toml" "$DATADIR" <<'PY' || die "bad config written"
+import sys
+from pathlib import Path
+from ocr_daemon.config import load_config
+config, base = load_config(Path(sys.argv[1])), Path(sys.argv[2])
+wanted = {"inbox": "inbox", "outbox": "outbox", "processed": "processed", "failed": "failed",
+          "state_dir": "state"}
+wrong = [key for key, name in wanted.items() if getattr(config, key) != base / name]
+if wrong:
+    sys.exit(f"install: error: {', '.join(wrong)} not under {base} in the written config")
+PY
   install -m 0640 -o root -g ocr-daemon "$work/ocr-daemon.toml" "$config"
   say "wrote $config"
 fi
