@@ -19,14 +19,23 @@ from collections.abc import Mapping
 
 import structlog
 
-NOTIFY_VARIABLES = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
+# Meant for the main process only: sd_notify, the watchdog, and socket activation's fds.
+MAIN_PROCESS_VARIABLES = (
+    "NOTIFY_SOCKET",
+    "WATCHDOG_USEC",
+    "WATCHDOG_PID",
+    "LISTEN_FDS",
+    "LISTEN_PID",
+    "LISTEN_FDNAMES",
+)
 
 _log = structlog.get_logger()
 
 
 def scrub_environment(env: Mapping[str, str]) -> dict[str, str]:
-    """A copy of `env` without the sd_notify variables, for spawning worker processes."""
-    return {key: value for key, value in env.items() if key not in NOTIFY_VARIABLES}
+    """A copy of `env` without the variables systemd meant for the main process only, for
+    spawning worker processes."""
+    return {key: value for key, value in env.items() if key not in MAIN_PROCESS_VARIABLES}
 
 
 def _socket_address(raw: str) -> str | None:
