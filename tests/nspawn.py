@@ -14,6 +14,7 @@ dependencies (keyed on pyproject.toml), so the container installs offline with `
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import os
 import shutil
@@ -80,6 +81,23 @@ def _host_mirror() -> str | None:
     return None
 
 
+def remove_tree(path: Path) -> None:
+    """rm -rf that first unmounts whatever an interrupted debootstrap left mounted inside (its
+    /proc, /sys, maybe a bind-mounted /dev) and never crosses into another filesystem."""
+    if not path.exists():
+        return
+    prefix = str(path.resolve()) + "/"
+    mounts = []
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/mountinfo").read_text().splitlines():
+            point = line.split()[4].replace("\\040", " ")
+            if point.startswith(prefix):
+                mounts.append(point)
+    for point in sorted(mounts, key=len, reverse=True):
+        subprocess.run(["umount", "-l", point], capture_output=True, check=False)
+    subprocess.run(["rm", "-rf", "--one-file-system", str(path)], capture_output=True, check=False)
+
+
 def build_rootfs(cache: Path = CACHE_DIR) -> Path:
     """The cached Debian rootfs, debootstrapped first if absent or built from another recipe."""
     recipe = f"{SUITE} {','.join(PACKAGES)}"
@@ -88,15 +106,23 @@ def build_rootfs(cache: Path = CACHE_DIR) -> Path:
     if (root / ".complete").exists():
         return root
     cache.mkdir(parents=True, exist_ok=True)
+    with open(cache / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one build at a time; a concurrent run waits for it
+        if not (root / ".complete").exists():
+            _debootstrap(cache, root, recipe)
+    return root
+
+
+def _debootstrap(cache: Path, root: Path, recipe: str) -> None:
     tmp = cache / f"rootfs.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
+    remove_tree(tmp)
     mirror = _host_mirror()
     cmd = ["debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}", SUITE, str(tmp)]
     proc = subprocess.run(
         [*cmd, *([mirror] if mirror else [])], capture_output=True, text=True, check=False
     )
     if proc.returncode != 0:
-        shutil.rmtree(tmp, ignore_errors=True)
+        remove_tree(tmp)
         raise HarnessUnavailable(
             f"debootstrap failed (rc {proc.returncode}): {proc.stdout[-2000:]}"
         )
@@ -104,12 +130,11 @@ def build_rootfs(cache: Path = CACHE_DIR) -> Path:
     shutil.rmtree(tmp / "var/lib/apt/lists", ignore_errors=True)
     (tmp / "var/lib/apt/lists/partial").mkdir(parents=True)
     (tmp / ".complete").write_text(recipe + "\n")
-    shutil.rmtree(root, ignore_errors=True)
+    remove_tree(root)
     tmp.rename(root)
     for stale in cache.glob("rootfs*"):  # older recipes and interrupted builds
         if stale != root:
-            shutil.rmtree(stale, ignore_errors=True)
-    return root
+            remove_tree(stale)
 
 
 def build_wheelhouse(checkout: Path, cache: Path = CACHE_DIR) -> Path:
@@ -143,6 +168,9 @@ def build_wheelhouse(checkout: Path, cache: Path = CACHE_DIR) -> Path:
     if proc.returncode != 0:
         raise HarnessUnavailable(f"pip download for the wheelhouse failed: {proc.stderr[-2000:]}")
     (house / ".complete").write_text("\n".join(requirements) + "\n")
+    for stale in cache.glob("wheelhouse-*"):  # built for an older pyproject.toml
+        if stale != house:
+            shutil.rmtree(stale, ignore_errors=True)
     return house
 
 

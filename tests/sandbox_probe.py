@@ -106,7 +106,7 @@ def main() -> None:
         worker.start()
         os.environ.update(env_backup)
         try:
-            report["ocr"] = queue.get(timeout=240)
+            report["ocr"] = queue.get(timeout=60)
         except Exception as exc:  # report, never raise
             report["ocr"] = {"error": f"no answer from the worker: {exc!r}"}
         worker.join(10)

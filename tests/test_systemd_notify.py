@@ -117,11 +117,13 @@ def test_unsupported_socket_kind_disables_notifications() -> None:
     assert not Notifier({"NOTIFY_SOCKET": "vsock:2:1234"}).enabled
 
 
-def test_scrub_removes_only_the_notify_variables() -> None:
+def test_scrub_removes_only_the_main_process_variables() -> None:
     env = {
         "NOTIFY_SOCKET": "/run/systemd/notify",
         "WATCHDOG_USEC": "30000000",
         "WATCHDOG_PID": "42",
+        "LISTEN_FDS": "1",
+        "LISTEN_PID": "42",
         "PATH": "/usr/bin",
         "INVOCATION_ID": "abc",
     }
