@@ -21,7 +21,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Literal
 
-from ocr_daemon import languages, rules, runtime
+from ocr_daemon import cluster_check, languages, rules, runtime
 from ocr_daemon.config import LICENSE_ENV, Config
 from ocr_daemon.engine import WARM_UP_PREFIX  # importing engine does not import aspose
 from ocr_daemon.errors import EngineUnavailable, ExitCode, OcrDaemonError
@@ -58,6 +58,8 @@ def run_checks(config: Config) -> Iterator[CheckLine]:
         yield from _engine(config)
     for name in FOLDERS:
         yield _folder(name, getattr(config, name))
+    if config.cluster.url:
+        yield from (CheckLine(s, t, c) for s, t, c in cluster_check.check(config))
 
 
 def exit_code(lines: list[CheckLine]) -> ExitCode:

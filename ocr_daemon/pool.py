@@ -26,13 +26,13 @@ from ocr_daemon.config import Config
 from ocr_daemon.errors import OcrDaemonError, WorkerCrashed, WorkerTimeout
 from ocr_daemon.rules import EngineSettings
 from ocr_daemon.seam import EngineInfo, OcrResult
+from ocr_daemon.systemd import MAIN_PROCESS_VARIABLES
 
 if TYPE_CHECKING:
     from ocr_daemon.cluster import Coordinator
 
 log = structlog.get_logger()
 _SPAWN = multiprocessing.get_context("spawn")
-_WORKER_ENV_DROP = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID")
 
 
 def choose_worker_count(config: Config) -> tuple[int, str]:
@@ -69,10 +69,6 @@ def _cgroup_limit_mb() -> int:
         if raw != "max":
             return int(raw) // (1024 * 1024)
     return 0
-
-
-def _scrubbed_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if k not in _WORKER_ENV_DROP}
 
 
 class Slot:
@@ -191,7 +187,7 @@ class Slot:
 def _start_with_env(process: BaseProcess) -> None:
     # Workers must never see the service manager's notify socket or watchdog settings; spawn
     # copies os.environ, so hide them for the duration of the start.
-    saved = {k: os.environ.pop(k) for k in _WORKER_ENV_DROP if k in os.environ}
+    saved = {k: os.environ.pop(k) for k in MAIN_PROCESS_VARIABLES if k in os.environ}
     try:
         process.start()
     finally:
