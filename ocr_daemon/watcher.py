@@ -258,9 +258,14 @@ class InboxWatcher:
 
     async def watch(self, stop: asyncio.Event) -> None:
         """One long-lived awatch; restarted (with a rescan) if the inbox disappears and returns."""
+        restarted = False
         while not stop.is_set():
             await self._wait_for_inbox(stop)
-            inode = self.config.inbox.stat().st_ino
+            if restarted:  # a new folder (recreated, remounted): find what is already in it
+                await self.scan(trust_mtime=False)
+            restarted = True
+            inbox_st = self.config.inbox.stat()
+            inode = (inbox_st.st_dev, inbox_st.st_ino)  # a remounted tmpfs root is inode 1 again
             try:
                 self.watching = True
                 async for changes in watchfiles.awatch(
@@ -347,9 +352,10 @@ class InboxWatcher:
             log.warning("file.unsettled", path=str(rel), reason=reason, size=ident.size)
 
 
-def _same_dir(path: Path, inode: int) -> bool:
+def _same_dir(path: Path, inode: tuple[int, int]) -> bool:
     try:
-        return path.stat().st_ino == inode
+        st = path.stat()
+        return (st.st_dev, st.st_ino) == inode
     except OSError:
         return False
 
