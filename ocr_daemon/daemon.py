@@ -176,8 +176,9 @@ class Daemon:
         if self.pool is not None:
             await self.pool.close(grace_s=0 if self.force.is_set() else 5.0)
         self.counts.state = "stopped"
-        with contextlib.suppress(OSError):
-            self._publish_status()
+        if self.pool is not None:  # else the state lock was never ours, nor is status.json
+            with contextlib.suppress(OSError):
+                self._publish_status()
         self.journal.close()
         log.info(
             "daemon.stopped", done=self.counts.done, failed=self.counts.failed,
@@ -368,7 +369,12 @@ class Daemon:
             await asyncio.sleep(period)
             self._check_intake()
             self._stop_if_done()
-            line = self._publish_status(previous=last)
+            try:
+                line = self._publish_status(previous=last)
+            except OSError as exc:  # state folder full or gone: keep checking health regardless
+                if last:
+                    log.warning("status.unwritable", error=str(exc))
+                line = ""
             last = line
             if interval and self._healthy():
                 self.notifier.watchdog()
