@@ -40,7 +40,7 @@ def run_ocr(args: argparse.Namespace, config: Config) -> int:
     failed = 0
     for number, path in enumerate(files):
         try:
-            result = engine.recognize(path)
+            result = engine.recognize(path.resolve())  # a symlink named by the user is fine
         except InputError as exc:
             print(f"{PROG}: {path}: {exc.reason}: {exc.message}", file=sys.stderr)
             failed += 1

@@ -50,6 +50,7 @@ class Limits:
     max_file_bytes: int = 256 * 1024 * 1024
     max_pixels: int = 100_000_000
     max_pages: int = 200
+    max_aspect_ratio: int = 100
 
 
 @dataclass(frozen=True)
@@ -278,6 +279,7 @@ _CONVERTERS: dict[str, Any] = {
     "worker_memory_mb": _positive_int,
     "onnx_intra_op_threads": _positive_int,
     "max_pages": _positive_int,
+    "max_aspect_ratio": _positive_int,
     "max_pixels": _positive_int,
     "max_file_bytes": _positive_int,
     "max_deliver": _positive_int,

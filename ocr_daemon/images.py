@@ -13,8 +13,11 @@ is empty. Images smaller than `MIN_SIDE_PX` in either dimension cannot hold text
 
 from __future__ import annotations
 
+import errno
 import mmap
+import os
 import re
+import stat
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -90,9 +93,7 @@ class PdfInput:
 
 def vet(path: Path, limits: Limits) -> ImageInput | PdfInput:
     """Check `path` against the limits and its real type; raise an `InputError` if unusable."""
-    size = _file_size(path, limits)
-    with open(path, "rb") as fh:
-        head = fh.read(16)
+    size, head = _size_and_head(path, limits)
     kind = sniff(head)
     if kind not in SUPPORTED_KINDS:
         raise UnsupportedInput(
@@ -134,23 +135,31 @@ def normalise(image: Image.Image) -> Image.Image:
     return image.convert("RGB")  # P, CMYK, YCbCr, LAB, HSV
 
 
-def _file_size(path: Path, limits: Limits) -> int:
+def _size_and_head(path: Path, limits: Limits) -> tuple[int, bytes]:
+    """Size and first 16 bytes, read without following a symlink or blocking on a FIFO (the
+    path may have been swapped since the daemon saw a regular file there)."""
     try:
-        stat = path.stat()
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
         raise InputMissing("file does not exist", str(path)) from None
     except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise UnsupportedInput("is a symlink (never followed)", str(path)) from None
         raise InputMissing(f"cannot access file: {exc.strerror}", str(path)) from None
-    if not path.is_file():
-        raise UnsupportedInput("not a regular file", str(path))
-    if stat.st_size == 0:
-        raise EmptyInput("file is empty (0 bytes)", str(path))
-    if stat.st_size > limits.max_file_bytes:
-        raise InputTooLarge(
-            f"file is {stat.st_size} bytes, over limits.max_file_bytes = {limits.max_file_bytes}",
-            str(path),
-        )
-    return stat.st_size
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise UnsupportedInput("not a regular file", str(path))
+        if st.st_size == 0:
+            raise EmptyInput("file is empty (0 bytes)", str(path))
+        if st.st_size > limits.max_file_bytes:
+            raise InputTooLarge(
+                f"file is {st.st_size} bytes, over limits.max_file_bytes = {limits.max_file_bytes}",
+                str(path),
+            )
+        return st.st_size, os.pread(fd, 16, 0)
+    finally:
+        os.close(fd)
 
 
 def _vet_pdf(path: Path, size: int, limits: Limits) -> PdfInput:
@@ -214,6 +223,13 @@ def _check_frame_size(image: Image.Image, path: Path, limits: Limits, index: int
         raise EmptyInput(
             f"{where}{width}x{height} px: too small to hold text "
             f"(minimum {MIN_SIDE_PX} px in each dimension)",
+            str(path),
+        )
+    if max(width, height) > limits.max_aspect_ratio * min(width, height):
+        raise InputTooLarge(
+            f"{where}{width}x{height} px is a strip, not a page: aspect ratio over "
+            f"limits.max_aspect_ratio = {limits.max_aspect_ratio} (such images cost the engine "
+            "minutes of CPU)",
             str(path),
         )
 

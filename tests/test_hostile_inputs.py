@@ -151,8 +151,8 @@ CASES: list[Case] = [
     Case(b"sizes/1x1.png", "1x1 pixel", "failed:empty",
          lambda: hf.encode(hf.page().resize((1, 1)), "PNG"),
          message=f"too small to hold text (minimum {MIN_SIDE_PX} px"),
-    Case(b"sizes/30000x20.png", "30000x20 strip with a line of text", DONE,
-         hf.long_strip_png, words=None),
+    Case(b"sizes/30000x20.png", "30000x20 strip with a line of text", "failed:too_large",
+         hf.long_strip_png, message="aspect ratio over limits.max_aspect_ratio = 100"),
     # names
     Case(b"names/scan with  spaces .png", "spaces", DONE, lambda: hf.good("PNG")),
     Case(b"names/it's a \"quoted\" `scan`.png", "quotes and backticks", DONE,
@@ -405,7 +405,7 @@ def test_ocr_timeout_stops_a_pathological_page_in_the_real_engine(tmp_path: Path
     """A blank 15000x8 strip: ~1 KB of PNG that keeps Aspose busy for ~45 s (measured)."""
     config = make_config(
         tmp_path, engine="aspose", workers=1, ocr_timeout_seconds=10.0, max_attempts=1,
-        aspose=AsposeSettings(language="LATIN"),
+        aspose=AsposeSettings(language="LATIN"), limits=Limits(max_aspect_ratio=100_000),
     )  # fmt: skip
     hf.write_at(_b(config.inbox), b"strip.png", hf.encode(Image.new("L", (15000, 8), 255), "PNG"))
 

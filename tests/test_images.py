@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
 
 import pytest
@@ -188,3 +189,22 @@ def test_palette_with_transparency_is_flattened_onto_white() -> None:
     image.putpalette([0, 0, 0] * 256)
     image.info["transparency"] = 0
     assert normalise(image).getpixel((5, 5)) == (255, 255, 255)
+
+
+def test_strip_over_the_aspect_ratio_limit_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "strip.png"
+    Image.new("L", (3000, 20), 255).save(path)
+    with pytest.raises(InputTooLarge, match=r"aspect ratio over limits\.max_aspect_ratio = 100"):
+        vet(path, Limits())
+    assert vet(path, Limits(max_aspect_ratio=200)) is not None
+
+
+def test_symlink_and_fifo_are_refused_without_being_opened(tmp_path: Path) -> None:
+    target = tmp_path / "real.png"
+    Image.new("L", (100, 100), 255).save(target)
+    (tmp_path / "link.png").symlink_to(target)
+    os.mkfifo(tmp_path / "pipe.png")  # opening it for reading without O_NONBLOCK would hang
+    with pytest.raises(UnsupportedInput, match="symlink"):
+        vet(tmp_path / "link.png", Limits())
+    with pytest.raises(UnsupportedInput, match="not a regular file"):
+        vet(tmp_path / "pipe.png", Limits())
