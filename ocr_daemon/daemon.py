@@ -10,44 +10,29 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
 
 import structlog
 
-from ocr_daemon import fsops
 from ocr_daemon.config import Config
+from ocr_daemon.dispatch import Dispatcher, Hooks
 from ocr_daemon.errors import (
     ConfigError,
     ExitCode,
-    InputError,
     OcrDaemonError,
     OutputError,
-    TransientError,
 )
-from ocr_daemon.journal import JobRecord, Journal
-from ocr_daemon.outputs import Failure, InputChanged, Outputs
+from ocr_daemon.journal import Journal
 from ocr_daemon.pool import Pool, Slot, choose_worker_count
-from ocr_daemon.rules import EngineSettings, config_for
-from ocr_daemon.seam import OcrResult
 from ocr_daemon.status import Counts, write_status
 from ocr_daemon.systemd import Notifier
 from ocr_daemon.watcher import InboxWatcher
 
 log = structlog.get_logger()
-MAX_BACKOFF_SECONDS = 300.0
 STATUS_REFRESH_SECONDS = 10.0
-
-
-@dataclass
-class Job:
-    record: JobRecord
-    first_seen: float = field(default_factory=time.time)
-    commit_tries: int = 0
 
 
 class Daemon:
@@ -69,14 +54,12 @@ class Daemon:
         self.counts = Counts()
         self.fatal: OcrDaemonError | None = None
         self.journal = Journal(config.state_dir)
-        self.outputs = Outputs(config, self.journal)
-        self.queue: asyncio.Queue[Job] = asyncio.Queue(maxsize=config.queue_size)
-        self.busy: set[PurePosixPath] = set()
+        hooks = Hooks(fatal=self._die, changed=self._retrack, outcome=self._stop_if_done)
+        self.jobs = Dispatcher(config, self.journal, self.counts, hooks, once=once)
         self.watcher = InboxWatcher(
-            config, self._enqueue, self.busy.__contains__, wait_for_content=not once
+            config, self.jobs.enqueue, self.jobs.busy.__contains__, wait_for_content=not once
         )
         self.pool: Pool | None = None
-        self._delayed: set[asyncio.Task[None]] = set()
         self._intake: list[asyncio.Task[None]] = []
         self._dispatchers: dict[asyncio.Task[None], Slot] = {}
         self._scan: asyncio.Task[None] | None = None
@@ -110,7 +93,7 @@ class Daemon:
         """Finish (or undo) the outcomes a crash interrupted, before anything new starts."""
         for record in self.journal.interrupted():
             try:
-                finished = self.outputs.finish(record)
+                finished = self.jobs.outputs.finish(record)
             except OutputError as exc:
                 log.error("journal.recovery_failed", path=str(record.rel), error=str(exc))
                 continue
@@ -142,7 +125,9 @@ class Daemon:
                 asyncio.create_task(self.watcher.reconcile(self.stop), name="reconcile"),
             ]
         self._dispatchers = {
-            asyncio.create_task(self._dispatch(slot), name=f"dispatch-{slot.index}"): slot
+            asyncio.create_task(
+                self.jobs.serve(slot, self.stop), name=f"dispatch-{slot.index}"
+            ): slot
             for slot in self.pool.slots
         }
         # The start-up scan streams into the queue (it waits while the queue is full), so it runs
@@ -170,8 +155,7 @@ class Daemon:
         self.notifier.stopping()
         for task in [*self._intake, *([self._scan] if self._scan else [])]:
             task.cancel()
-        for task in self._delayed:
-            task.cancel()
+        self.jobs.cancel_delayed()
         abandoned = await self._drain()
         if self.pool is not None:
             await self.pool.close(grace_s=0 if self.force.is_set() else 5.0)
@@ -182,7 +166,7 @@ class Daemon:
         self.journal.close()
         log.info(
             "daemon.stopped", done=self.counts.done, failed=self.counts.failed,
-            abandoned=abandoned, left_in_queue=self.queue.qsize(),
+            abandoned=abandoned, left_in_queue=self.jobs.queue.qsize(),
         )  # fmt: skip
 
     async def _drain(self) -> int:
@@ -209,149 +193,9 @@ class Daemon:
     def _slots(self) -> list[Slot]:
         return self.pool.slots if self.pool else []
 
-    # -- intake --------------------------------------------------------------------------------
-
-    async def _enqueue(self, rel: PurePosixPath, identity: fsops.Identity) -> None:
-        record = await asyncio.to_thread(self.journal.begin, rel, identity)
-        if record.state in ("done", "failed"):
-            return  # already handled (on_success = "keep" leaves inputs in place)
-        if record.state == "committing":
-            try:
-                if await asyncio.to_thread(self.outputs.finish, record):
-                    return
-            except OutputError as exc:  # the reconciliation scan will offer it again
-                log.error("journal.recovery_failed", path=str(rel), error=str(exc))
-                return
-        self.busy.add(rel)
-        await self.queue.put(Job(record))
-
-    # -- dispatch ------------------------------------------------------------------------------
-
-    async def _dispatch(self, slot: Slot) -> None:
-        while not self.stop.is_set():
-            job = await self.queue.get()
-            if self.stop.is_set():
-                self.busy.discard(job.record.rel)
-                return
-            try:
-                await self._process(slot, job)
-                self._stop_if_done()
-            except Exception as exc:  # a bug, not a bad file: exit rather than run half-blind
-                self.busy.discard(job.record.rel)
-                self._die(
-                    OcrDaemonError(f"dispatch-{slot.index} died on {job.record.rel}: {exc!r}")
-                )
-                return
-
-    async def _process(self, slot: Slot, job: Job) -> None:
-        path = self.config.inbox / job.record.rel
-        effective, _ = config_for(self.config, job.record.rel)
-        settings = EngineSettings.of(effective)
-        started = time.monotonic()
-        try:
-            result = await slot.run(job.record.id, path, effective.ocr_timeout_seconds, settings)
-        except InputError as exc:
-            await self._fail(job, exc, slot, job.record.attempts + 1)
-        except TransientError as exc:
-            await self._retry_or_fail(job, exc, slot)
-        except OcrDaemonError as exc:  # the engine can no longer start: nothing can be done
-            self.busy.discard(job.record.rel)
-            self._die(exc)
-        else:
-            await self._succeed(job, result, slot, time.monotonic() - started)
-
-    async def _succeed(self, job: Job, result: OcrResult, slot: Slot, seconds: float) -> None:
-        rel = job.record.rel
-        try:
-            sidecar = await asyncio.to_thread(self.outputs.commit_success, job.record, result)
-        except InputChanged as exc:
-            self._input_changed(job, exc)
-            return
-        except OutputError as exc:
-            self._retry_commit(job, lambda: self._succeed(job, result, slot, seconds), exc)
-            return
-        self.busy.discard(rel)
-        self.counts.done += 1
-        log.info(
-            "file.done", path=str(rel), sidecar=str(sidecar), pages=result.page_count,
-            chars=result.chars, seconds=round(seconds, 3), attempt=job.record.attempts + 1,
-            worker=slot.pid, evaluation_mode=result.evaluation_mode,
-        )  # fmt: skip
-
-    async def _fail(self, job: Job, error: OcrDaemonError, slot: Slot, attempts: int) -> None:
-        rel = job.record.rel
-        engine = f"{slot.info.name} {slot.info.version}" if slot.info else self.config.engine
-        failure = Failure(error, attempts, job.first_seen, engine)
-        try:
-            record = await asyncio.to_thread(self.outputs.commit_failure, job.record, failure)
-        except InputChanged as exc:
-            self._input_changed(job, exc)
-            return
-        except OutputError as exc:
-            self._retry_commit(job, lambda: self._fail(job, error, slot, attempts), exc)
-            return
-        self.busy.discard(rel)
-        self.counts.failed += 1
-        self.counts.last_error = f"{rel}: {error.reason}"
-        log.error(
-            "file.failed", path=str(rel), reason=error.reason, error=error.message,
-            record=str(record), attempts=failure.attempts, worker=slot.pid,
-        )  # fmt: skip
-
-    async def _retry_or_fail(self, job: Job, error: TransientError, slot: Slot) -> None:
-        attempts = await asyncio.to_thread(self.journal.add_attempt, job.record.id)
-        job.record = _with_attempts(job.record, attempts)
-        if attempts >= self.config.max_attempts:
-            await self._fail(job, error, slot, attempts)
-            return
-        delay = self._backoff(attempts)
-        self.counts.retries += 1
-        log.warning(
-            "file.retry", path=str(job.record.rel), reason=error.reason, error=error.message,
-            attempt=attempts, retry_in_seconds=delay, worker=slot.pid,
-        )  # fmt: skip
-        self._later(delay, lambda: self._requeue(job))
-
-    async def _requeue(self, job: Job) -> None:
-        await self.queue.put(job)
-
-    def _retry_commit(self, job: Job, again: Callable[[], Any], error: OutputError) -> None:
-        """Outputs not writable or full: keep the result, try again later; input stays put."""
-        job.commit_tries += 1
-        delay = self._backoff(job.commit_tries)
-        self.counts.last_error = f"{job.record.rel}: {error.reason}"
-        log.warning(
-            "file.retry", path=str(job.record.rel), reason=error.reason, error=error.message,
-            retry_in_seconds=delay,
-        )  # fmt: skip
-        if self.once and job.commit_tries >= self.config.max_attempts:
-            self.busy.discard(job.record.rel)  # `once` gives up; the input stays in the inbox
-            self.counts.failed += 1
-            return
-        self._later(delay, again)
-
-    def _input_changed(self, job: Job, exc: InputChanged) -> None:
-        rel = job.record.rel
-        self.busy.discard(rel)
-        if exc.vanished:
-            self.journal.finish(job.record.id, "gone")
-            log.warning("file.vanished", path=str(rel), reason="deleted before its outcome")
-        else:
-            log.warning("file.changed", path=str(rel), reason="modified or replaced during OCR")
-            self.watcher.on_change(str(self.config.inbox / rel))
-
-    def _backoff(self, attempt: int) -> float:
-        base = self.config.retry_backoff_seconds
-        return float(min(MAX_BACKOFF_SECONDS, base * 2 ** max(0, attempt - 1)))
-
-    def _later(self, delay: float, action: Callable[[], Any]) -> None:
-        async def run() -> None:
-            await asyncio.sleep(delay)
-            await action()
-
-        task = asyncio.create_task(run())
-        self._delayed.add(task)
-        task.add_done_callback(self._delayed.discard)
+    def _retrack(self, rel: PurePosixPath) -> None:
+        """A file changed while it was being recognised: watch it settle again."""
+        self.watcher.on_change(str(self.config.inbox / rel))
 
     def _die(self, exc: OcrDaemonError) -> None:
         log.critical("daemon.fatal", error=str(exc), reason=exc.reason)
@@ -395,8 +239,8 @@ class Daemon:
             self.stop.set()
 
     def _idle(self) -> bool:
-        pending = self.busy or self.watcher.settler.pending or self.watcher.scanning
-        return not (pending or self._delayed)
+        watcher = self.watcher
+        return self.jobs.idle() and not (watcher.settler.pending or watcher.scanning)
 
     def _publish_status(self, previous: str = "") -> str:
         """STATUS= and status.json when something changed (the file at least every 10 s)."""
@@ -411,13 +255,19 @@ class Daemon:
 
     def _update_counts(self) -> None:
         slots = self._slots()
-        self.counts.queued = self.queue.qsize()
+        self.counts.queued = self.jobs.queue.qsize()
         self.counts.in_flight = sum(1 for s in slots if s.busy)
-        self.counts.retrying = len(self._delayed)
+        self.counts.retrying = len(self.jobs.delayed)
         self.counts.settling = len(self.watcher.settler.pending)
         self.counts.workers = [
             {"slot": s.index, "pid": s.pid, "jobs_done": s.jobs_done, "busy": s.busy} for s in slots
         ]
+        cluster = self.pool.cluster if self.pool else None
+        if cluster is not None:
+            self.counts.hosts = ", ".join(
+                f"{name} {'up' if seen.alive else 'lost'} {seen.results} done"
+                for name, seen in sorted(cluster.workers.items())
+            )
 
     def _status_extra(self) -> dict[str, Any]:
         info = self.pool.info if self.pool else None
@@ -450,16 +300,12 @@ class Daemon:
             log.error("config.reload_failed", error=str(exc), kept="previous config")
             return
         fixed = ("inbox", "outbox", "processed", "failed", "state_dir", "engine", "workers",
-                 "aspose", "queue_size")  # fmt: skip
+                 "aspose", "tesseract", "queue_size", "cluster")  # fmt: skip
         changed = [k for k in fixed if getattr(new, k) != getattr(self.config, k)]
         if changed:
             log.warning("config.restart_required", keys=changed, kept="previous values")
             new = new.replace(**{k: getattr(self.config, k) for k in changed})
         self.config = new
-        self.outputs.config = new
+        self.jobs.reconfigure(new)
         self.watcher.reconfigure(new)
         log.info("config.reloaded", source=str(new.source))
-
-
-def _with_attempts(record: JobRecord, attempts: int) -> JobRecord:
-    return dataclasses.replace(record, attempts=attempts)

@@ -1,0 +1,233 @@
+"""From a complete file to its outcome: the bounded queue, one dispatch loop per worker slot, and
+what follows a result — commit, retry with backoff, or fail.
+
+A file enters with `enqueue` (the watcher's `emit`) and is *busy* until it has an outcome, so it
+is never queued twice. Permanent input errors fail at once; worker crashes and timeouts are
+retried up to ``max_attempts``; outputs that cannot be written now (not writable, disk full) are
+retried with backoff while the input stays where it is. Commits run off the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+
+import structlog
+
+from ocr_daemon import fsops
+from ocr_daemon.config import Config
+from ocr_daemon.errors import InputError, OcrDaemonError, OutputError, TransientError
+from ocr_daemon.journal import JobRecord, Journal
+from ocr_daemon.outputs import Failure, InputChanged, Outputs
+from ocr_daemon.pool import Slot
+from ocr_daemon.rules import EngineSettings, config_for
+from ocr_daemon.seam import OcrResult
+from ocr_daemon.status import Counts
+
+log = structlog.get_logger()
+MAX_BACKOFF_SECONDS = 300.0
+
+
+@dataclass
+class Job:
+    record: JobRecord
+    first_seen: float = field(default_factory=time.time)
+    commit_tries: int = 0
+
+
+@dataclass
+class Hooks:
+    """What the dispatcher tells the daemon: a fatal error, a changed input, an outcome."""
+
+    fatal: Callable[[OcrDaemonError], None]
+    changed: Callable[[PurePosixPath], None]
+    outcome: Callable[[], None]
+
+
+class Dispatcher:
+    def __init__(
+        self, config: Config, journal: Journal, counts: Counts, hooks: Hooks, *, once: bool
+    ) -> None:
+        self.config = config
+        self.journal = journal
+        self.outputs = Outputs(config, journal)
+        self.counts = counts
+        self.hooks = hooks
+        self.once = once
+        self.queue: asyncio.Queue[Job] = asyncio.Queue(maxsize=config.queue_size)
+        self.busy: set[PurePosixPath] = set()
+        self.delayed: set[asyncio.Task[None]] = set()
+
+    def reconfigure(self, config: Config) -> None:
+        self.config = config
+        self.outputs.config = config
+
+    def idle(self) -> bool:
+        return not (self.busy or self.delayed)
+
+    def cancel_delayed(self) -> None:
+        for task in self.delayed:
+            task.cancel()
+
+    # -- intake --------------------------------------------------------------------------------
+
+    async def enqueue(self, rel: PurePosixPath, identity: fsops.Identity) -> None:
+        """Queue a complete file (waits while the queue is full), unless it has an outcome."""
+        record = await asyncio.to_thread(self.journal.begin, rel, identity)
+        if record.state in ("done", "failed"):
+            return  # already handled (on_success = "keep" leaves inputs in place)
+        if record.state == "committing":
+            try:
+                if await asyncio.to_thread(self.outputs.finish, record):
+                    return
+            except OutputError as exc:  # the reconciliation scan will offer it again
+                log.error("journal.recovery_failed", path=str(rel), error=str(exc))
+                return
+        self.busy.add(rel)
+        await self.queue.put(Job(record))
+
+    # -- dispatch ------------------------------------------------------------------------------
+
+    async def serve(self, slot: Slot, stop: asyncio.Event) -> None:
+        """Feed `slot` one job at a time until `stop` is set."""
+        while not stop.is_set():
+            job = await self.queue.get()
+            if stop.is_set():
+                self.busy.discard(job.record.rel)
+                return
+            try:
+                await self._process(slot, job)
+            except Exception as exc:  # a bug, not a bad file: exit rather than run half-blind
+                self.busy.discard(job.record.rel)
+                self.hooks.fatal(
+                    OcrDaemonError(f"dispatch-{slot.index} died on {job.record.rel}: {exc!r}")
+                )
+                return
+            self.hooks.outcome()
+
+    async def _process(self, slot: Slot, job: Job) -> None:
+        path = self.config.inbox / job.record.rel
+        effective, _ = config_for(self.config, job.record.rel)
+        settings = EngineSettings.of(effective)
+        started = time.monotonic()
+        try:
+            result = await slot.run(job.record.id, path, effective.ocr_timeout_seconds, settings)
+        except InputError as exc:
+            await self._fail(job, exc, slot, job.record.attempts + 1)
+        except TransientError as exc:
+            await self._retry_or_fail(job, exc, slot)
+        except OcrDaemonError as exc:  # the engine can no longer start: nothing can be done
+            self.busy.discard(job.record.rel)
+            self.hooks.fatal(exc)
+        else:
+            await self._succeed(job, result, slot, time.monotonic() - started)
+
+    # -- outcomes ------------------------------------------------------------------------------
+
+    async def _succeed(self, job: Job, result: OcrResult, slot: Slot, seconds: float) -> None:
+        sidecar = await self._commit(
+            job,
+            lambda: self.outputs.commit_success(job.record, result),
+            again=lambda: self._succeed(job, result, slot, seconds),
+        )
+        if sidecar is None:
+            return
+        self.counts.done += 1
+        log.info(
+            "file.done", path=str(job.record.rel), sidecar=str(sidecar), pages=result.page_count,
+            chars=result.chars, seconds=round(seconds, 3), attempt=job.record.attempts + 1,
+            worker=slot.pid, evaluation_mode=result.evaluation_mode,
+        )  # fmt: skip
+
+    async def _fail(self, job: Job, error: OcrDaemonError, slot: Slot, attempts: int) -> None:
+        engine = f"{slot.info.name} {slot.info.version}" if slot.info else self.config.engine
+        failure = Failure(error, attempts, job.first_seen, engine)
+        record = await self._commit(
+            job,
+            lambda: self.outputs.commit_failure(job.record, failure),
+            again=lambda: self._fail(job, error, slot, attempts),
+        )
+        if record is None:
+            return
+        self.counts.failed += 1
+        self.counts.last_error = f"{job.record.rel}: {error.reason}"
+        log.error(
+            "file.failed", path=str(job.record.rel), reason=error.reason, error=error.message,
+            record=str(record), attempts=attempts, worker=slot.pid,
+        )  # fmt: skip
+
+    async def _commit(
+        self,
+        job: Job,
+        write: Callable[[], PurePosixPath],
+        again: Callable[[], Awaitable[None]],
+    ) -> PurePosixPath | None:
+        """Run an outcome's writes off the loop; None when it cannot be finished now."""
+        try:
+            written = await asyncio.to_thread(write)
+        except InputChanged as exc:
+            self._input_changed(job, exc)
+            return None
+        except OutputError as exc:
+            self._retry_commit(job, again, exc)
+            return None
+        self.busy.discard(job.record.rel)
+        return written
+
+    async def _retry_or_fail(self, job: Job, error: TransientError, slot: Slot) -> None:
+        attempts = await asyncio.to_thread(self.journal.add_attempt, job.record.id)
+        job.record = dataclasses.replace(job.record, attempts=attempts)
+        if attempts >= self.config.max_attempts:
+            await self._fail(job, error, slot, attempts)
+            return
+        delay = self._backoff(attempts)
+        self.counts.retries += 1
+        log.warning(
+            "file.retry", path=str(job.record.rel), reason=error.reason, error=error.message,
+            attempt=attempts, retry_in_seconds=delay, worker=slot.pid,
+        )  # fmt: skip
+        self._later(delay, lambda: self.queue.put(job))
+
+    def _retry_commit(
+        self, job: Job, again: Callable[[], Awaitable[None]], error: OutputError
+    ) -> None:
+        """Outputs not writable or full: keep the result, try again later; input stays put."""
+        job.commit_tries += 1
+        delay = self._backoff(job.commit_tries)
+        self.counts.last_error = f"{job.record.rel}: {error.reason}"
+        log.warning(
+            "file.retry", path=str(job.record.rel), reason=error.reason, error=error.message,
+            retry_in_seconds=delay,
+        )  # fmt: skip
+        if self.once and job.commit_tries >= self.config.max_attempts:
+            self.busy.discard(job.record.rel)  # `once` gives up; the input stays in the inbox
+            self.counts.failed += 1
+            return
+        self._later(delay, again)
+
+    def _input_changed(self, job: Job, exc: InputChanged) -> None:
+        rel = job.record.rel
+        self.busy.discard(rel)
+        if exc.vanished:
+            self.journal.finish(job.record.id, "gone")
+            log.warning("file.vanished", path=str(rel), reason="deleted before its outcome")
+        else:
+            log.warning("file.changed", path=str(rel), reason="modified or replaced during OCR")
+            self.hooks.changed(rel)
+
+    def _backoff(self, attempt: int) -> float:
+        base = self.config.retry_backoff_seconds
+        return float(min(MAX_BACKOFF_SECONDS, base * 2 ** max(0, attempt - 1)))
+
+    def _later(self, delay: float, action: Callable[[], Awaitable[None]]) -> None:
+        async def run() -> None:
+            await asyncio.sleep(delay)
+            await action()
+
+        task = asyncio.create_task(run())
+        self.delayed.add(task)
+        task.add_done_callback(self.delayed.discard)
