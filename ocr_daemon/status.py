@@ -28,6 +28,7 @@ class Counts:
     failed: int = 0
     retries: int = 0
     last_error: str = ""
+    hosts: str = ""  # worker hosts of a cluster coordinator, one "name up|lost N done" each
     workers: list[dict[str, Any]] = field(default_factory=list)
 
     def one_line(self) -> str:
@@ -37,6 +38,8 @@ class Counts:
         )
         if self.retrying:
             line += f", retrying {self.retrying}"
+        if self.hosts:
+            line += f"; hosts: {self.hosts}"
         if self.last_error:
             line += f"; last error: {self.last_error}"
         return line

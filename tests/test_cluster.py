@@ -159,6 +159,8 @@ def test_jobs_spread_over_two_hosts_inline_and_object_store(
     assert done_by == {"h1", "h2"}, "both hosts took jobs"
     assert {e["worker"] for e in coordinator.events("worker.joined")} == {"h1", "h2"}
     assert not coordinator.events("job.duplicate_dropped")
+    hosts = json.loads((tmp_path / "state/status.json").read_text())["hosts"]  # also in STATUS=
+    assert "h1 up" in hosts and "h2 up" in hosts, hosts
     for node in workers:
         assert node.stop() == 0
 
