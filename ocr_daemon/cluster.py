@@ -93,10 +93,9 @@ class RemoteSlot(Slot):
     async def run(
         self, job_id: int, path: Path, timeout_s: float, settings: EngineSettings | None = None
     ) -> OcrResult:
-        # `settings` (per-folder rules) are not sent yet: worker hosts use their own config
         self.busy = True
         try:
-            reply = await self.coordinator.dispatch(job_id, path, timeout_s)
+            reply = await self.coordinator.dispatch(job_id, path, timeout_s, settings)
         finally:
             self.busy = False
         self.jobs_done += 1
@@ -208,7 +207,9 @@ class Coordinator:
 
     # -- jobs ---------------------------------------------------------------------------------
 
-    async def dispatch(self, job_id: int, path: Path, timeout_s: float) -> wire.ResultMessage:
+    async def dispatch(
+        self, job_id: int, path: Path, timeout_s: float, settings: EngineSettings | None = None
+    ) -> wire.ResultMessage:
         """Publish the job (or find it already published) and wait for its first result."""
         await self.start()
         try:
@@ -227,7 +228,7 @@ class Coordinator:
                 waiter.future.set_result(early[1])
             else:
                 job = wire.JobMessage(msg_id, job_id, path.name, timeout_s, self.results_subject,
-                                      None, data)  # fmt: skip
+                                      None, data, settings)  # fmt: skip
                 object_key = await self._publish(job, path, waiter)
             limit = self.settings.max_deliver * (timeout_s + self.settings.ack_wait_seconds)
             if waiter.extra.get("consumed"):

@@ -11,6 +11,7 @@ rebuilt as the same `OcrDaemonError` class where this package defines it.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import re
 import socket
@@ -23,6 +24,7 @@ import structlog
 from ocr_daemon import errors
 from ocr_daemon.config import ClusterSettings
 from ocr_daemon.errors import ClusterUnavailable, InputError, OcrDaemonError, TransientError
+from ocr_daemon.rules import EngineSettings
 from ocr_daemon.seam import OcrResult
 
 if TYPE_CHECKING:
@@ -142,11 +144,13 @@ class JobMessage:
     reply_subject: str
     object_key: str | None
     data: bytes
+    settings: EngineSettings | None = None  # the job's engine, languages, orientation (rules)
 
     def encode(self) -> bytes:
         header = {
             "msg_id": self.msg_id, "job_id": self.job_id, "name": self.name,
             "timeout_s": self.timeout_s, "reply": self.reply_subject, "object": self.object_key,
+            "settings": dataclasses.asdict(self.settings) if self.settings else None,
         }  # fmt: skip
         raw = json.dumps(header).encode()
         return len(raw).to_bytes(4, "big") + raw + self.data
@@ -159,7 +163,14 @@ class JobMessage:
             msg_id=str(header["msg_id"]), job_id=int(header["job_id"]), name=str(header["name"]),
             timeout_s=float(header["timeout_s"]), reply_subject=str(header["reply"]),
             object_key=header["object"], data=raw[4 + size :],
+            settings=_settings(header.get("settings")),
         )  # fmt: skip
+
+
+def _settings(raw: dict[str, Any] | None) -> EngineSettings | None:
+    if not raw:
+        return None
+    return EngineSettings(str(raw["engine"]), tuple(raw["languages"]), bool(raw["orientation"]))
 
 
 @dataclass(frozen=True)

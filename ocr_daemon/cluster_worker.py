@@ -199,7 +199,7 @@ class WorkerHost:
         error: OcrDaemonError | None = None
         try:
             await asyncio.to_thread(path.write_bytes, data)
-            result = await slot.run(job.job_id, path, job.timeout_s)
+            result = await slot.run(job.job_id, path, job.timeout_s, job.settings)
         except (InputError, TransientError) as exc:
             error = exc
         finally:

@@ -305,3 +305,29 @@ def test_real_engine_on_a_worker_host(tmp_path: Path, lab_factory: Callable[[int
     text = (tmp_path / "outbox/page.txt").read_text()
     assert text.split()[:3] == ["Cluster", "page", "line"]
     assert [e["worker"] for e in coordinator.events("file.done")] == ["h1"]
+
+
+def test_per_folder_rule_picks_the_engine_on_the_worker_host(
+    tmp_path: Path, lab_factory: Callable[[int], Lab]
+) -> None:
+    from tests.conftest import render_page  # noqa: PLC0415 - skips when fonts are missing
+
+    lab = lab_factory(1)
+    workers = start_workers(lab, tmp_path)  # the host's own default engine is the double
+    config = coordinator_config(tmp_path, lab, ack_wait_seconds=5.0)
+    config.write_text(config.read_text() + '[[rules]]\nmatch = "tess/**"\nengine = "tesseract"\n')
+    (tmp_path / "inbox/tess").mkdir()
+    render_page(["Ruled page read by Tesseract", "on the worker host"]).save(
+        tmp_path / "inbox/tess/page.png"
+    )
+    (tmp_path / "inbox/plain.png").write_bytes(b"plain")
+
+    coordinator = Node(lab, None, "once", config, "coordinator")
+    assert coordinator.proc.wait(timeout=180) == 0
+
+    assert (tmp_path / "outbox/plain.txt").read_text() == "text of plain.png (5 bytes)"
+    ruled = (tmp_path / "outbox/tess/page.txt").read_text()
+    assert ruled.split()[:3] == ["Ruled", "page", "read"], ruled
+    assert {e["worker"] for e in coordinator.events("file.done")} == {"h1"}
+    for node in workers:
+        assert node.stop() == 0

@@ -3,6 +3,7 @@ single-host use never imports the NATS client."""
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +21,7 @@ from ocr_daemon.errors import (
     WorkerCrashed,
 )
 from ocr_daemon.pool import choose_worker_count
+from ocr_daemon.rules import EngineSettings
 from ocr_daemon.seam import OcrResult
 from tests.harness import subprocess_env
 
@@ -61,6 +63,8 @@ def test_job_message_round_trips_any_file_name() -> None:
     name = "scan \udcff é.png"  # an undecodable byte, as os.fsdecode gives it
     job = wire.JobMessage("c.1.2-3-4.0", 1, name, 30.0, "ocr.results.c", None, b"\x00\xffdata")
     assert wire.JobMessage.decode(job.encode()) == job
+    ruled = dataclasses.replace(job, settings=EngineSettings("tesseract", ("fra", "eng"), False))
+    assert wire.JobMessage.decode(ruled.encode()) == ruled  # per-folder rules reach worker hosts
 
 
 @pytest.mark.parametrize(
