@@ -111,8 +111,8 @@ class Dispatcher:
 
     async def _process(self, slot: Slot, job: Job) -> None:
         path = self.config.inbox / job.record.rel
-        effective, _ = config_for(self.config, job.record.rel)
-        settings = EngineSettings.of(effective)
+        effective, rule = config_for(self.config, job.record.rel)
+        settings = EngineSettings.of(effective) if rule and rule.sets_engine() else None
         started = time.monotonic()
         try:
             result = await slot.run(job.record.id, path, effective.ocr_timeout_seconds, settings)

@@ -33,6 +33,9 @@ RULE_KEYS = (
 )
 
 
+ENGINE_KEYS = frozenset({"engine", "languages", "orientation"})
+
+
 @dataclass(frozen=True)
 class Rule:
     """One ``[[rules]]`` table: `match` plus the overrides it sets, in file order."""
@@ -40,6 +43,12 @@ class Rule:
     match: str
     overrides: tuple[tuple[str, Any], ...] = ()
     number: int = 1  # 1-based position in the file, for messages and `check --explain`
+
+    def sets_engine(self) -> bool:
+        """Whether this rule chooses how to recognise (engine, languages or orientation). Only
+        then does a job carry its settings; otherwise each worker (or worker host) uses its own
+        configured engine."""
+        return any(key in ENGINE_KEYS for key, _ in self.overrides)
 
     @cached_property
     def _pattern(self) -> re.Pattern[str]:
