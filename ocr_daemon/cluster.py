@@ -17,7 +17,6 @@ import contextlib
 import dataclasses
 import json
 import os
-import sqlite3
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -116,8 +115,9 @@ class RemoteSlot(Slot):
 class Coordinator:
     """This daemon's connection to the cluster: publish, await results, watch worker hosts."""
 
-    def __init__(self, config: Config, first_index: int) -> None:
+    def __init__(self, config: Config, first_index: int, journal: Journal) -> None:
         self.config = config
+        self.journal = journal  # the daemon's; read here, written only by the daemon
         self.settings = config.cluster
         self.id = wire.host_id(self.settings.coordinator_id)
         self.results_subject = f"{self.settings.results_subject}.{self.id}"
@@ -314,7 +314,7 @@ class Coordinator:
                 await self._js.delete_msg(self.settings.stream, seq)
 
     def _attempts(self, job_id: int) -> int:
-        """The journal's attempt count for this job (read-only; the daemon owns the journal)."""
+        """The journal's attempt count for this job."""
         row = self._journal_row(job_id)
         return int(row[0]) if row else 0
 
@@ -323,10 +323,7 @@ class Coordinator:
         return row is None or row[1] in ("done", "failed", "gone")
 
     def _journal_row(self, job_id: int) -> tuple[int, str] | None:
-        path = self.config.state_dir / Journal.FILE
-        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
-            row = db.execute("SELECT attempts, state FROM jobs WHERE id = ?", (job_id,)).fetchone()
-        return (int(row[0]), str(row[1])) if row else None
+        return self.journal.progress(job_id)
 
     def _remember(self, msg_id: str) -> None:
         self.finished[msg_id] = None

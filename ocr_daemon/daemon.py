@@ -85,7 +85,7 @@ class Daemon:
         self.journal.open()
         self._recover()
         size, why = choose_worker_count(self.config)
-        self.pool = Pool(self.config, size)
+        self.pool = Pool(self.config, size, self.journal)
         info = await self.pool.start()
         self._log_started(size, why, info.licensed, f"{info.name} {info.version}")
 

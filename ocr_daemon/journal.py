@@ -199,6 +199,12 @@ class Journal:
         return row is not None
 
     @_locked
+    def progress(self, job_id: int) -> tuple[int, State] | None:
+        """A job's attempts and state; None when the journal has no such job."""
+        row = self.db.execute("SELECT attempts, state FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return None if row is None else (int(row[0]), row[1])
+
+    @_locked
     def interrupted(self) -> list[JobRecord]:
         rows = self.db.execute("SELECT * FROM jobs WHERE state = 'committing' ORDER BY id")
         return [_record(row) for row in rows]

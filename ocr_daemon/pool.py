@@ -30,6 +30,7 @@ from ocr_daemon.systemd import MAIN_PROCESS_VARIABLES
 
 if TYPE_CHECKING:
     from ocr_daemon.cluster import Coordinator
+    from ocr_daemon.journal import Journal
 
 log = structlog.get_logger()
 _SPAWN = multiprocessing.get_context("spawn")
@@ -222,14 +223,15 @@ class Pool:
     """The slots, started together; knows which engine they run. With ``cluster.url`` set, the
     local slots are followed by ``cluster.slots`` remote ones (see `cluster.py`)."""
 
-    def __init__(self, config: Config, size: int) -> None:
+    def __init__(self, config: Config, size: int, journal: Journal | None = None) -> None:
         self.slots = [Slot(i, config) for i in range(size)]
         self.info: EngineInfo | None = None
         self.cluster: Coordinator | None = None
         if config.cluster.url:
+            assert journal is not None, "a cluster coordinator reads the daemon's journal"
             from ocr_daemon.cluster import Coordinator  # noqa: PLC0415 - imports nats lazily
 
-            self.cluster = Coordinator(config, first_index=size)
+            self.cluster = Coordinator(config, first_index=size, journal=journal)
             self.slots += self.cluster.slots
 
     async def start(self) -> EngineInfo:
