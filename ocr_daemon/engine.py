@@ -95,7 +95,10 @@ class AsposeEngine:
         if isinstance(vetted, images.PdfInput):
             results = self._recognize_pdf(vetted)
         else:
-            results = [self._recognize_pixels(self._upright(page), path) for page in vetted.pages()]
+            results = [
+                self._recognize_pixels(orientation.as_configured(page, self._config), path)
+                for page in vetted.pages()
+            ]
         return self._result(results)
 
     def _recognize_pixels(self, page: Image.Image, path: Path) -> Any:
@@ -106,11 +109,6 @@ class AsposeEngine:
         if len(results) != 1:
             raise RecognitionFailed(f"engine returned {len(results)} results for 1 page", str(path))
         return results[0]
-
-    def _upright(self, page: Image.Image) -> Image.Image:
-        if not self._config.orientation:
-            return page
-        return orientation.upright(page, self._config.tesseract.tessdata_dir)
 
     def _recognize_pdf(self, pdf: images.PdfInput) -> list[Any]:
         """Page by page, until the engine returns nothing: memory stays at one page."""

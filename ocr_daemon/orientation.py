@@ -18,12 +18,18 @@ from typing import Any
 from PIL import Image
 
 from ocr_daemon import languages
+from ocr_daemon.config import Config
 from ocr_daemon.errors import EngineUnavailable
 
 MIN_CONFIDENCE = 6.0
 MAX_OSD_SIDE_PX = 2400  # OSD needs no more; larger pages are scaled down for detection only
 
 _apis: dict[Path, Any] = {}
+
+
+def as_configured(page: Image.Image, config: Config) -> Image.Image:
+    """`page` made upright when `config.orientation` is on (both engines call this)."""
+    return upright(page, config.tesseract.tessdata_dir) if config.orientation else page
 
 
 def upright(page: Image.Image, tessdata_dir: Path | None = None) -> Image.Image:

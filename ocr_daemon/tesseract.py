@@ -61,7 +61,9 @@ class TesseractEngine:
         return OcrResult((self._read(render_warm_up_page()),), evaluation_mode=False)
 
     def recognize(self, path: Path) -> OcrResult:
-        texts = tuple(self._read(self._upright(page)) for page in self._pages(path))
+        texts = tuple(
+            self._read(orientation.as_configured(page, self._config)) for page in self._pages(path)
+        )
         return OcrResult(texts, evaluation_mode=False)
 
     def _pages(self, path: Path) -> Iterator[Image.Image]:
@@ -69,11 +71,6 @@ class TesseractEngine:
         if isinstance(vetted, images.PdfInput):
             return pdfpages.render_pages(path, self._config.limits)
         return vetted.pages()
-
-    def _upright(self, page: Image.Image) -> Image.Image:
-        if not self._config.orientation:
-            return page
-        return orientation.upright(page, self._config.tesseract.tessdata_dir)
 
     def _read(self, page: Image.Image) -> str:
         self._api.SetImage(page)
