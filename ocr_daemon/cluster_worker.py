@@ -18,7 +18,6 @@ import dataclasses
 import json
 import os
 import shutil
-import signal
 import socket
 import tempfile
 import time
@@ -38,6 +37,7 @@ from ocr_daemon.errors import (
 )
 from ocr_daemon.pool import Pool, Slot, choose_worker_count
 from ocr_daemon.seam import EngineInfo, OcrResult
+from ocr_daemon.service import handle_stop_signals
 
 if TYPE_CHECKING:
     from nats.aio.client import Client
@@ -56,18 +56,7 @@ def run_worker(args: argparse.Namespace, config: Config) -> int:
 
 async def _serve(config: Config) -> int:
     host = WorkerHost(config)
-    loop = asyncio.get_running_loop()
-
-    def on_stop(signum: int) -> None:
-        if host.stop.is_set():
-            host.force.set()
-        host.stop.set()
-        log.info(
-            "worker_host.signal", signal=signal.Signals(signum).name, force=host.force.is_set()
-        )
-
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, on_stop, signum)
+    handle_stop_signals(host.stop, host.force, event="worker_host.signal")
     return await host.run()
 
 

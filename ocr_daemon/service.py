@@ -78,18 +78,23 @@ def _reloader(args: argparse.Namespace) -> Callable[[], Config]:
 
 async def _serve(config: Config, *, once: bool, reload_config: Callable[[], Config]) -> int:
     daemon = Daemon(config, once=once, notifier=Notifier(), reload_config=reload_config)
-    loop = asyncio.get_running_loop()
+    handle_stop_signals(daemon.stop, daemon.force, event="daemon.signal")
+    asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, daemon.reload.set)
+    return await daemon.run()
+
+
+def handle_stop_signals(stop: asyncio.Event, force: asyncio.Event, *, event: str) -> None:
+    """SIGTERM/SIGINT set `stop`; a second one also sets `force`. Handlers do nothing else."""
 
     def on_stop(signum: int) -> None:
-        if daemon.stop.is_set():
-            daemon.force.set()
-        daemon.stop.set()
-        log.info("daemon.signal", signal=signal.Signals(signum).name, force=daemon.force.is_set())
+        if stop.is_set():
+            force.set()
+        stop.set()
+        log.info(event, signal=signal.Signals(signum).name, force=force.is_set())
 
+    loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_stop, signum)
-    loop.add_signal_handler(signal.SIGHUP, daemon.reload.set)
-    return await daemon.run()
 
 
 def status(args: argparse.Namespace, config: Config) -> int:
