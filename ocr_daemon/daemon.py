@@ -153,7 +153,7 @@ class Daemon:
         self.counts.state = "draining"
         self.stop.set()
         self.notifier.stopping()
-        for task in [*self._intake, *([self._scan] if self._scan else [])]:
+        for task in self._intake_tasks():
             task.cancel()
         self.jobs.cancel_delayed()
         abandoned = await self._drain()
@@ -224,10 +224,13 @@ class Daemon:
                 self.notifier.watchdog()
 
     def _check_intake(self) -> None:
-        for task in [*self._intake, *([self._scan] if self._scan else [])]:
+        for task in self._intake_tasks():
             if task.done() and not task.cancelled() and task.exception() is not None:
                 exc = task.exception()
                 self._die(OcrDaemonError(f"{task.get_name()} task died: {exc!r}"))
+
+    def _intake_tasks(self) -> list[asyncio.Task[None]]:
+        return [*self._intake, *([self._scan] if self._scan else [])]
 
     def _healthy(self) -> bool:
         intake_alive = all(not t.done() for t in self._intake)
