@@ -273,6 +273,10 @@ def world_root() -> Iterator[Path]:
     """A folder `nobody` can reach (pytest's tmp_path is private to root)."""
     if not SYSTEM_PYTHON.exists():
         pytest.skip(f"{SYSTEM_PYTHON} not found: needed to run the daemon as nobody")
+    closed = next((d for d in (REPO, *REPO.parents) if not d.stat().st_mode & 0o001), None)
+    if closed is not None:  # the code and its venv live in the checkout
+        pytest.skip(f"nobody cannot enter {closed} (mode {closed.stat().st_mode & 0o777:o}), which "
+                    f"holds the checkout {REPO}: clone into a world-searchable folder")  # fmt: skip
     root = Path(tempfile.mkdtemp(prefix="ocr-daemon-faults-"))
     root.chmod(0o755)
     yield root

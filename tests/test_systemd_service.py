@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -52,6 +53,10 @@ def box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Container]:
     data.chmod(0o755)
     render_page(PAGE_LINES, size=(1200, 400), font_size=64).save(data / "page.png")
     (data / "page.png").chmod(0o644)
+    # The service user may not be able to enter the checkout (a clone in a 0700 folder), so the
+    # probe travels with the test data, which is world-readable.
+    shutil.copy(ROOT / "tests" / "sandbox_probe.py", data / "sandbox_probe.py")
+    (data / "sandbox_probe.py").chmod(0o644)
     binds = [f"--bind-ro={ROOT}:/src", f"--bind-ro={wheels}:/wheels", f"--bind-ro={data}:/testdata"]
     container = Container(rootfs, binds)
     try:
@@ -172,7 +177,7 @@ def run_probe(box: Container, extra: str = "") -> dict[str, Any]:
     at = lines.index("[Service]") + 1
     lines[at:at] = [
         "Type=oneshot",
-        "ExecStart=/opt/ocr-daemon/bin/python /src/tests/sandbox_probe.py /testdata/page.png",
+        "ExecStart=/opt/ocr-daemon/bin/python /testdata/sandbox_probe.py /testdata/page.png",
         "StandardOutput=truncate:/run/ocr-daemon-probe.out",
     ]
     lines[lines.index("[Install]") : lines.index("[Install]")] = extra.splitlines()  # last wins
