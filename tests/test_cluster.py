@@ -258,11 +258,11 @@ def test_delivery_limit_exhausted_fails_the_input(
     config = coordinator_config(tmp_path, lab, ack_wait_seconds=1.0, max_deliver=1)
     coordinator = Node(lab, None, "run", config, "coordinator")
     wait_for(lambda: coordinator.events("daemon.started"), timeout=60)
-    (tmp_path / "inbox/slow-doomed.png").write_bytes(b"its host dies")
-    victim = host_that_received(workers, msg_id_of(coordinator, "slow-doomed.png"))
+    (tmp_path / "inbox/slow-stranded.png").write_bytes(b"its host dies")
+    victim = host_that_received(workers, msg_id_of(coordinator, "slow-stranded.png"))
 
     lab.kill_host(victim)
-    record_path = tmp_path / "failed/slow-doomed.png.error.json"
+    record_path = tmp_path / "failed/slow-stranded.png.error.json"
     wait_for(record_path.exists, timeout=30)
 
     assert coordinator.stop() == 0
