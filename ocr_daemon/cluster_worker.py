@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from nats.js import JetStreamContext
 
 log = structlog.get_logger()
+INLINE_WRITE_BYTES = 1 << 20
 
 
 def run_worker(args: argparse.Namespace, config: Config) -> int:
@@ -181,23 +182,34 @@ class WorkerHost:
         data = job.data if job.object_key is None else await self._fetch_object(job.object_key)
         if data is None:
             return None  # the coordinator already has its result and removed the scan
-        folder = Path(tempfile.mkdtemp(dir=self.tmp))
-        path = folder / os.fsdecode(os.fsencode(job.name).replace(b"/", b"_"))
         started = time.monotonic()
         result: OcrResult | None = None
         error: OcrDaemonError | None = None
+        path = await self._stage(job, slot, data)
         try:
-            await asyncio.to_thread(path.write_bytes, data)
             result = await slot.run(job.job_id, path, job.timeout_s, job.settings)
         except (InputError, TransientError) as exc:
             error = exc
         finally:
-            shutil.rmtree(folder, ignore_errors=True)
+            path.unlink(missing_ok=True)
         seconds = time.monotonic() - started
         self.counts["jobs_done" if error is None else "failed"] += 1
         log.info("job.recognised", msg_id=job.msg_id, worker=self.id, delivery=delivery,
                  seconds=round(seconds, 3), error=error.reason if error else None)  # fmt: skip
         return wire.ResultMessage(job.msg_id, self.id, delivery, seconds, result, error)
+
+    async def _stage(self, job: wire.JobMessage, slot: Slot, data: bytes) -> Path:
+        """The scan as a file for the engine, in the slot's own folder (one job at a time each),
+        under the job's name. Small scans are written in place: a trip to a thread costs more
+        (~0.5-1 ms measured on 2 busy cores) than writing a few hundred kB."""
+        folder = self.tmp / f"slot-{slot.index}"
+        folder.mkdir(exist_ok=True)
+        path = folder / os.fsdecode(os.fsencode(job.name).replace(b"/", b"_"))
+        if len(data) <= INLINE_WRITE_BYTES:
+            path.write_bytes(data)
+        else:
+            await asyncio.to_thread(path.write_bytes, data)
+        return path
 
     async def _fetch_object(self, key: str) -> bytes | None:
         assert self._js is not None
