@@ -151,6 +151,13 @@ class Lab:
                 time.sleep(0.05)
         raise LabUnavailable("nats-server did not listen within 15 s")
 
+    def kill_broker(self) -> None:
+        """SIGKILL the broker (no goodbye to its clients); `start_broker` brings it back on the
+        same storage folder."""
+        assert self.broker is not None
+        self.broker.kill()
+        self.broker.wait(timeout=10)
+
     def spawn(
         self, host: int | None, argv: Sequence[str], log_path: Path, env: dict[str, str]
     ) -> subprocess.Popen[bytes]:

@@ -234,6 +234,32 @@ def test_coordinator_killed_and_restarted_mid_batch_exactly_once(
     assert files_under(tmp_path / "processed") == sorted(names)
 
 
+def test_broker_killed_and_restarted_mid_batch_exactly_once(
+    tmp_path: Path, lab_factory: Callable[[int], Lab]
+) -> None:
+    lab = lab_factory(2)
+    workers = start_workers(lab, tmp_path)
+    config = coordinator_config(tmp_path, lab, slots=2)
+    coordinator = Node(lab, None, "run", config, "coordinator")
+    wait_for(lambda: coordinator.events("daemon.started"), timeout=60)
+    names = [f"slow-{i}.png" for i in range(2)] + [f"b{i:02}.png" for i in range(30)]
+    for name in names[:2]:
+        (tmp_path / "inbox" / name).write_bytes(name.encode())
+    wait_for(lambda: len(coordinator.events("job.published")) == 2, timeout=30, interval=0.01)
+
+    lab.kill_broker()  # both slow jobs in flight; the rest arrive while the broker is away
+    for name in names[2:]:
+        (tmp_path / "inbox" / name).write_bytes(name.encode())
+    time.sleep(1.5)
+    lab.start_broker()
+    wait_for(lambda: len(files_under(tmp_path / "outbox")) == len(names), timeout=90)
+
+    assert coordinator.stop() == 0
+    assert_exactly_once(tmp_path, names)
+    assert coordinator.events("broker.disconnected") and coordinator.events("broker.reconnected")
+    assert all(node.proc.poll() is None for node in workers), "worker hosts ride it out"
+
+
 def test_slow_page_longer_than_ack_wait_is_not_redelivered(
     tmp_path: Path, lab_factory: Callable[[int], Lab]
 ) -> None:
