@@ -145,7 +145,8 @@ class Coordinator:
         return await asyncio.shield(self._started)
 
     async def _start(self) -> EngineInfo:
-        self._nc = await wire.connect(self.settings, f"ocr-coordinator-{self.id}")
+        name = f"ocr-coordinator-{self.id}"
+        self._nc = await wire.connect(self.settings, name, wire.NO_NETWORK_HINT)
         self._js = js = self._nc.jetstream()
         try:
             await wire.ensure_streams(js, self.settings)

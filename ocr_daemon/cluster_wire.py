@@ -11,8 +11,10 @@ rebuilt as the same `OcrDaemonError` class where this package defines it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
+import os
 import re
 import socket
 from collections.abc import Awaitable, Callable
@@ -58,36 +60,55 @@ def not_found_error() -> type[BaseException]:
     return nats.js.errors.NotFoundError
 
 
-async def connect(settings: ClusterSettings, name: str) -> Client:
-    """Connect with endless reconnects; fails fast only on the very first connection."""
+NO_NETWORK_HINT = (
+    "; under systemd, ocr-daemon.service has no network by design: give the coordinator the "
+    "network with the drop-in in docs/cluster.md"
+)
+
+
+async def connect(settings: ClusterSettings, name: str, unit_hint: str = "") -> Client:
+    """Connect, then reconnect endlessly. The first connection must succeed within
+    ``connect_timeout_seconds`` (the client alone would retry it forever, hanging start-up and
+    ``check``); the error then names the last failure, plus `unit_hint` under systemd."""
     try:
-        import nats  # noqa: PLC0415
+        from nats.aio.client import Client  # noqa: PLC0415
     except ImportError:
         raise ClusterUnavailable(
             "cluster.url is set but the NATS client is not installed: "
             "pip install 'ocr-daemon[cluster]'"
         ) from None
+    failures: list[str] = []
+    connected = False  # a first connection that never came up has nothing to report lost
 
     async def on_error(exc: Exception) -> None:
-        log.warning("broker.error", error=f"{type(exc).__name__}: {exc}")
+        failures.append(f"{type(exc).__name__}: {exc}")
+        log.warning("broker.error", error=failures[-1])
 
     async def on_disconnect() -> None:
-        log.warning("broker.disconnected", url=settings.url)
+        if connected:
+            log.warning("broker.disconnected", url=settings.url)
 
     async def on_reconnect() -> None:
         log.info("broker.reconnected", url=settings.url)
 
-    ping_s = max(1, round(settings.heartbeat_seconds))
-    connect_s = max(1, round(settings.connect_timeout_seconds))
+    nc, deadline_s = Client(), settings.connect_timeout_seconds
     try:
-        return await nats.connect(
-            settings.url, name=name, connect_timeout=connect_s, allow_reconnect=True,
-            max_reconnect_attempts=-1, reconnect_time_wait=1,
-            ping_interval=ping_s, max_outstanding_pings=3, error_cb=on_error,
-            disconnected_cb=on_disconnect, reconnected_cb=on_reconnect,
-        )  # fmt: skip
+        await asyncio.wait_for(nc.connect(
+            settings.url, name=name, connect_timeout=max(1, round(deadline_s)),
+            allow_reconnect=True, max_reconnect_attempts=-1, reconnect_time_wait=1,
+            ping_interval=max(1, round(settings.heartbeat_seconds)), max_outstanding_pings=3,
+            error_cb=on_error, disconnected_cb=on_disconnect, reconnected_cb=on_reconnect,
+        ), timeout=deadline_s)  # fmt: skip
     except transport_errors() as exc:
-        raise ClusterUnavailable(f"cannot connect to the broker: {exc!r}", settings.url) from None
+        with contextlib.suppress(*transport_errors()):
+            await nc.close()
+        why = failures[-1] if failures else repr(exc)
+        hint = unit_hint if os.environ.get("INVOCATION_ID") else ""
+        raise ClusterUnavailable(
+            f"cannot connect to the broker within {deadline_s:g} s ({why}){hint}", settings.url
+        ) from None
+    connected = True
+    return nc
 
 
 def expected_streams(settings: ClusterSettings) -> dict[str, Any]:

@@ -3,6 +3,7 @@ single-host use never imports the NATS client."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from ocr_daemon import cluster_wire as wire
 from ocr_daemon.config import ClusterSettings, load_config
 from ocr_daemon.errors import (
     ClusterDeliveryExhausted,
+    ClusterUnavailable,
     ConfigError,
     CorruptInput,
     InputError,
@@ -108,3 +110,39 @@ def test_single_host_never_imports_nats() -> None:
         timeout=60, check=False,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
+
+
+def test_unreachable_broker_under_systemd_points_at_the_network_drop_in(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The shipped ocr-daemon.service has PrivateNetwork=yes: a coordinator started under it
+    cannot reach any broker, and the error says what to do about it."""
+    pytest.importorskip("nats")
+    settings = ClusterSettings(url="nats://127.0.0.1:9", connect_timeout_seconds=2.0)
+    monkeypatch.setenv("INVOCATION_ID", "0123456789abcdef")
+    with pytest.raises(ClusterUnavailable) as raised:
+        asyncio.run(wire.connect(settings, "ocr-coordinator-test", wire.NO_NETWORK_HINT))
+    assert "cannot connect to the broker" in str(raised.value)
+    assert "docs/cluster.md" in str(raised.value)
+    monkeypatch.delenv("INVOCATION_ID")
+    with pytest.raises(ClusterUnavailable) as raised:
+        asyncio.run(wire.connect(settings, "ocr-coordinator-test", wire.NO_NETWORK_HINT))
+    assert "docs/cluster.md" not in str(raised.value)
+
+
+def test_check_with_no_broker_fails_within_the_connect_timeout(tmp_path: Path) -> None:
+    """nats-py alone retries a first connection forever; `check` must answer instead."""
+    pytest.importorskip("nats")
+    (tmp_path / "inbox").mkdir()
+    config = write(
+        tmp_path,
+        'inbox = "inbox"\nengine = "tests.engine_double:ScriptedEngine"\n'
+        '[cluster]\nurl = "nats://127.0.0.1:9"\nconnect_timeout_seconds = 2.0\n',
+    )
+    argv = [sys.executable, "-m", "ocr_daemon", "check", "--config", str(config)]
+    done = subprocess.run(
+        argv, check=False, capture_output=True, text=True, env=subprocess_env(), timeout=60
+    )
+    assert done.returncode == 69, done.stdout + done.stderr
+    assert "FAIL broker nats://127.0.0.1:9: cannot connect to the broker within 2 s" in done.stdout
+    assert "broker.disconnected" not in done.stderr
