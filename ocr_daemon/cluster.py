@@ -7,7 +7,7 @@ bytes to the jobs stream with a ``Nats-Msg-Id`` made of the coordinator, the jou
 identity and its attempt count (so a re-publish after a crash is de-duplicated by the broker), and
 waits for the first result carrying that ID. Commits stay in the daemon; a later result for the
 same ID (a worker that was cut off and came back) is acked and dropped as ``job.duplicate_dropped``.
-Worker hosts announce themselves in a KV bucket; `status()` has per-worker counts.
+Worker hosts announce themselves in a KV bucket, tracked by `cluster_hosts.HostRegistry`.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import structlog
 
 from ocr_daemon import cluster_wire as wire
 from ocr_daemon.cluster_check import check
+from ocr_daemon.cluster_hosts import HostRegistry
 from ocr_daemon.config import Config
 from ocr_daemon.errors import (
     ClusterDeliveryExhausted,
@@ -47,18 +48,6 @@ if TYPE_CHECKING:
 __all__ = ["Coordinator", "RemoteSlot", "check"]  # check: for `ocr-daemon check`
 log = structlog.get_logger()
 REMEMBERED_IDS = 10_000
-
-
-@dataclass
-class WorkerSeen:
-    """A worker host as the coordinator knows it, from its heartbeats and its results."""
-
-    revision: int
-    changed_at: float
-    beat: dict[str, Any]
-    alive: bool = True
-    results: int = 0
-    duplicates_dropped: int = 0
 
 
 @dataclass
@@ -126,7 +115,7 @@ class Coordinator:
         self.waiters: dict[str, Waiter] = {}
         self.orphans: dict[str, tuple[float, wire.ResultMessage]] = {}
         self.finished: OrderedDict[str, None] = OrderedDict()
-        self.workers: dict[str, WorkerSeen] = {}
+        self.hosts = HostRegistry(self.settings)
         self.counts = {"published": 0, "redelivered": 0, "duplicates_dropped": 0, "exhausted": 0}
         self._nc: Client | None = None
         self._js: JetStreamContext | None = None
@@ -164,8 +153,8 @@ class Coordinator:
             "cluster.connected", url=self.settings.url, coordinator=self.id,
             remote_slots=len(self.slots), stream=self.settings.stream,
         )  # fmt: skip
-        await self._poll_workers()
-        return self._engine_info()
+        await self.hosts.poll(js)
+        return self.hosts.engine_info(self.config.engine)
 
     async def _subscribe_results(self, js: JetStreamContext) -> None:
         """A durable push consumer on this coordinator's results: the broker hands each result
@@ -187,16 +176,6 @@ class Coordinator:
 
         # a predecessor killed a moment ago may still hold the consumer until the broker notices
         await wire.retry(subscribe, attempts=20, pause_s=0.5, what="results consumer")
-
-    def _engine_info(self) -> EngineInfo:
-        for seen in self.workers.values():
-            engine = seen.beat.get("engine") or {}
-            if engine:
-                return EngineInfo(
-                    str(engine.get("name")), str(engine.get("version")),
-                    bool(engine.get("licensed")), detail="reported by a worker host",
-                )  # fmt: skip
-        return EngineInfo(self.config.engine, "on worker hosts", True, detail="no worker seen yet")
 
     async def close(self) -> None:
         if self._closed:
@@ -301,7 +280,7 @@ class Coordinator:
             raise ClusterNoResult(
                 f"no result from the cluster within {limit_s:g} s", what
             ) from None
-        self._count_result(reply)
+        self.hosts.count_result(reply.worker_id)
         if reply.delivery > 1:
             self.counts["redelivered"] += 1
             log.info("job.redelivered", path=what, msg_id=msg_id, delivery=reply.delivery,
@@ -333,11 +312,6 @@ class Coordinator:
         self.finished[msg_id] = None
         while len(self.finished) > REMEMBERED_IDS:
             self.finished.popitem(last=False)
-
-    def _count_result(self, reply: wire.ResultMessage) -> None:
-        seen = self.workers.get(reply.worker_id)
-        if seen is not None:
-            seen.results += 1
 
     # -- results ------------------------------------------------------------------------------
 
@@ -384,9 +358,7 @@ class Coordinator:
 
     def _drop(self, reply: wire.ResultMessage, why: str) -> None:
         self.counts["duplicates_dropped"] += 1
-        seen = self.workers.get(reply.worker_id)
-        if seen is not None:
-            seen.duplicates_dropped += 1
+        self.hosts.count_result(reply.worker_id, duplicate=True)
         log.warning("job.duplicate_dropped", msg_id=reply.msg_id, worker=reply.worker_id,
                     delivery=reply.delivery, why=why)  # fmt: skip
 
@@ -412,54 +384,13 @@ class Coordinator:
     # -- worker hosts -------------------------------------------------------------------------
 
     async def _watch_workers(self) -> None:
+        assert self._js is not None
         while True:
             await asyncio.sleep(self.settings.heartbeat_seconds)
-            await self._poll_workers()
+            await self.hosts.poll(self._js)
             self._expire_orphans()
 
-    async def _poll_workers(self) -> None:
-        from nats.js.errors import NoKeysError  # noqa: PLC0415
-
-        assert self._js is not None
-        beats: dict[str, tuple[int, dict[str, Any]]] = {}
-        try:
-            kv = await self._js.key_value(self.settings.workers_bucket)
-            for key in await kv.keys():
-                entry = await kv.get(key)
-                beats[key] = (entry.revision or 0, json.loads(entry.value or b"{}"))
-        except NoKeysError:
-            pass
-        except wire.transport_errors():
-            return
-        self._update_workers(beats, time.monotonic())
-
-    def _update_workers(self, beats: dict[str, tuple[int, dict[str, Any]]], now: float) -> None:
-        stale_s = 3 * self.settings.heartbeat_seconds
-        for key, (revision, beat) in beats.items():
-            seen = self.workers.get(key)
-            if seen is None or not seen.alive:
-                self.workers[key] = seen = seen or WorkerSeen(revision, now, beat)
-                seen.alive, seen.revision, seen.changed_at = True, revision, now
-                log.info("worker.joined", worker=key, slots=beat.get("slots"),
-                         engine=beat.get("engine", {}).get("name"))  # fmt: skip
-            elif revision != seen.revision:
-                seen.revision, seen.changed_at, seen.beat = revision, now, beat
-        for key, seen in self.workers.items():
-            if seen.alive and now - seen.changed_at > stale_s:  # kv.keys() can miss a key
-                seen.alive = False
-                log.warning(
-                    "worker.lost", worker=key, silent_seconds=round(now - seen.changed_at, 1)
-                )
-
     def status(self) -> dict[str, Any]:
-        """Per-worker-host counts for ``status.json``."""
-        workers = {key: _worker_status(seen) for key, seen in self.workers.items()}
-        return {"url": self.settings.url, "coordinator": self.id, **self.counts, "hosts": workers}
-
-
-def _worker_status(seen: WorkerSeen) -> dict[str, Any]:
-    return {
-        "alive": seen.alive, "slots": seen.beat.get("slots"), "busy": seen.beat.get("busy"),
-        "jobs_done": seen.beat.get("jobs_done"), "results": seen.results,
-        "duplicates_dropped": seen.duplicates_dropped,
-    }  # fmt: skip
+        """Counts and per-worker-host counts for ``status.json``."""
+        return {"url": self.settings.url, "coordinator": self.id, **self.counts,
+                "hosts": self.hosts.status()}  # fmt: skip

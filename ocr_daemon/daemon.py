@@ -267,10 +267,7 @@ class Daemon:
         ]
         cluster = self.pool.cluster if self.pool else None
         if cluster is not None:
-            self.counts.hosts = ", ".join(
-                f"{name} {'up' if seen.alive else 'lost'} {seen.results} done"
-                for name, seen in sorted(cluster.workers.items())
-            )
+            self.counts.hosts = cluster.hosts.summary()
 
     def _status_extra(self) -> dict[str, Any]:
         info = self.pool.info if self.pool else None

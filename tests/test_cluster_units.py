@@ -10,8 +10,10 @@ import sys
 from pathlib import Path
 
 import pytest
+import structlog
 
 from ocr_daemon import cluster_wire as wire
+from ocr_daemon.cluster_hosts import HostRegistry
 from ocr_daemon.config import ClusterSettings, load_config
 from ocr_daemon.errors import (
     ClusterDeliveryExhausted,
@@ -146,3 +148,23 @@ def test_check_with_no_broker_fails_within_the_connect_timeout(tmp_path: Path) -
     assert done.returncode == 69, done.stdout + done.stderr
     assert "FAIL broker nats://127.0.0.1:9: cannot connect to the broker within 2 s" in done.stdout
     assert "broker.disconnected" not in done.stderr
+
+
+def test_host_registry_joins_loses_and_rejoins_a_host_by_its_heartbeats() -> None:
+    hosts = HostRegistry(ClusterSettings(url="nats://x", heartbeat_seconds=1.0))
+    beat = {"slots": 2, "engine": {"name": "aspose", "version": "26", "licensed": False}}
+    with structlog.testing.capture_logs() as logged:
+        hosts.update({"h1": (1, beat)}, now=100.0)
+        hosts.update({"h1": (2, beat)}, now=101.0)  # a fresh heartbeat
+        hosts.update({"h1": (2, beat)}, now=103.5)  # 2.5 s silent: still up
+        hosts.count_result("h1")
+        hosts.count_result("h1", duplicate=True)
+        assert hosts.summary() == "h1 up 1 done"
+        hosts.update({"h1": (2, beat)}, now=104.5)  # 3.5 s silent: lost
+        assert hosts.summary() == "h1 lost 1 done"
+        hosts.update({"h1": (3, beat)}, now=110.0)  # back
+    assert [e["event"] for e in logged] == ["worker.joined", "worker.lost", "worker.joined"]
+    assert hosts.status()["h1"] == {"alive": True, "slots": 2, "busy": None, "jobs_done": None,
+                                    "results": 1, "duplicates_dropped": 1}  # fmt: skip
+    assert hosts.engine_info("aspose").version == "26"
+    assert not hosts.engine_info("aspose").licensed
