@@ -174,12 +174,15 @@ def move_new(
     dst_root: Path,
     dst: PurePosixPath,
     expected: Identity | None,
+    *,
+    tag: str,
 ) -> None:
     """Move ``src_root/src`` to ``dst_root/dst`` without replacing anything at the destination.
 
     Refuses (FileNotFoundError) when the source is gone or no longer has identity `expected`.
-    Same filesystem: link + unlink (atomic, no replace). Across filesystems: copy to a temp name,
-    fsync, link into place, then unlink the source.
+    Same filesystem: link + unlink (atomic, no replace). Across filesystems: copy to a temp name
+    of its own (``TEMP_PREFIX + move_temp_tag(tag)``: concurrent moves into one folder must not
+    share it), fsync, link into place, then unlink the source.
     """
     with open_dir(src_root, src.parent, create=False) as sfd:
         st = os.lstat(src.name, dir_fd=sfd)
@@ -195,7 +198,7 @@ def move_new(
             except OSError as exc:
                 if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EOPNOTSUPP):
                     raise
-                _copy_across(sfd, src.name, dfd, dst.name, st)
+                _copy_across(sfd, src.name, dfd, dst.name, st, tag=move_temp_tag(tag))
             os.fsync(dfd)
         os.unlink(src.name, dir_fd=sfd)
         os.fsync(sfd)
@@ -209,8 +212,15 @@ def _same_file(dfd: int, name: str, st: os.stat_result) -> bool:
     return (other.st_dev, other.st_ino) == (st.st_dev, st.st_ino)
 
 
-def _copy_across(sfd: int, name: str, dfd: int, dst_name: str, st: os.stat_result) -> None:
-    tmp = TEMP_PREFIX + "move"
+def move_temp_tag(tag: str) -> str:
+    """The temp-file tag of a cross-filesystem `move_new` (for `remove_temp` after a crash)."""
+    return f"move-{tag}"
+
+
+def _copy_across(
+    sfd: int, name: str, dfd: int, dst_name: str, st: os.stat_result, *, tag: str
+) -> None:
+    tmp = TEMP_PREFIX + tag
     with contextlib.suppress(FileNotFoundError):
         os.unlink(tmp, dir_fd=dfd)
     src = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=sfd)

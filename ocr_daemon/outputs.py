@@ -11,6 +11,7 @@ journal alone — so each input ends with exactly one sidecar or one failure rec
 from __future__ import annotations
 
 import json
+import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,13 +22,14 @@ import structlog
 
 from ocr_daemon import fsops
 from ocr_daemon.config import Config
-from ocr_daemon.errors import OcrDaemonError
+from ocr_daemon.errors import OcrDaemonError, OutputError
 from ocr_daemon.journal import JobRecord, Journal, Outcome
 from ocr_daemon.rules import config_for
 from ocr_daemon.seam import OcrResult
 
 log = structlog.get_logger()
 ERROR_SUFFIX = ".error.json"
+NAME_TRIES = 10  # free names taken by someone else between choosing and publishing
 
 
 class InputChanged(Exception):
@@ -50,36 +52,51 @@ class Failure:
 
 
 class Outputs:
+    """Commits outcomes; `commit_success` and `commit_failure` run in threads, concurrently."""
+
     def __init__(self, config: Config, journal: Journal) -> None:
         self.config = config
         self.journal = journal
+        self._naming = threading.Lock()  # choosing a free name and reserving it are one step
 
     def commit_success(self, job: JobRecord, result: OcrResult) -> PurePosixPath:
         """Write the sidecar, dispose of the input; returns the sidecar's path under the outbox."""
+        resumed = self._resume(job)
+        if resumed is not None:
+            return resumed
         self._check_unchanged(job)
-        sidecar = self._free_name(self.config.outbox, job.rel.with_suffix(".txt"))
-        moved = None
-        if self._config_for(job).on_success == "move":
-            moved = self._free_name(self.config.processed, job.rel)
-        self.journal.reserve(job.id, "done", sidecar, moved)
-        self._write(job, self.config.outbox, sidecar, result.text.encode("utf-8"))
-        self._dispose(job, "done", moved)
-        return sidecar
+        data = result.text.encode("utf-8")
+        for _ in range(NAME_TRIES):
+            with self._naming:
+                sidecar = self._free_name(self.config.outbox, job.rel.with_suffix(".txt"))
+                moved = None
+                if self._config_for(job).on_success == "move":
+                    moved = self._free_name(self.config.processed, job.rel)
+                self.journal.reserve(job.id, "done", sidecar, moved)
+            if self._write(job, self.config.outbox, sidecar, data):
+                self._dispose(job, "done", moved)
+                return sidecar
+        raise self._names_keep_vanishing(job, self.config.outbox)
 
     def commit_failure(self, job: JobRecord, failure: Failure) -> PurePosixPath:
         """Move the input to failed/ with its error record; returns the record's path."""
+        resumed = self._resume(job)
+        if resumed is not None:
+            return resumed
         self._check_unchanged(job)
-        moved = self._free_failed_name(job.rel)
-        record = moved.with_name(fsops.fit_name(moved.name, ERROR_SUFFIX))
-        self.journal.reserve(job.id, "failed", record, moved, failure.error.reason)
-        data = _error_record(job, failure, moved)
-        self._write(job, self.config.failed, record, data)
-        self._dispose(job, "failed", moved)
-        return record
+        for _ in range(NAME_TRIES):
+            with self._naming:
+                moved = self._free_failed_name(job.rel)
+                record = moved.with_name(fsops.fit_name(moved.name, ERROR_SUFFIX))
+                self.journal.reserve(job.id, "failed", record, moved, failure.error.reason)
+            if self._write(job, self.config.failed, record, _error_record(job, failure, moved)):
+                self._dispose(job, "failed", moved)
+                return record
+        raise self._names_keep_vanishing(job, self.config.failed)
 
     def finish(self, job: JobRecord) -> bool:
-        """Complete an outcome interrupted by a crash. False when nothing was written yet (the
-        job is active again and will be recognised anew)."""
+        """Complete an outcome interrupted by a crash or by a failed disposal. False when nothing
+        was written yet (the job is active again and will be recognised anew)."""
         assert job.output is not None
         root = self.config.outbox if job.outcome == "done" else self.config.failed
         fsops.remove_temp(root, job.output.parent, str(job.id))
@@ -88,6 +105,14 @@ class Outputs:
             return False
         self._dispose(job, job.outcome or "done", job.moved_to)
         return True
+
+    def _resume(self, job: JobRecord) -> PurePosixPath | None:
+        """A commit tried again after its output was published but the input could not be moved:
+        finish that outcome under its reserved names, never a second output under new ones."""
+        reserved = self.journal.reservation(job.id)
+        if reserved is None or not self.finish(reserved):
+            return None
+        return reserved.output
 
     def _config_for(self, job: JobRecord) -> Config:
         """The config with the first per-folder rule matching this input merged in."""
@@ -118,21 +143,32 @@ class Outputs:
     def _taken(self, root: Path, rel: PurePosixPath) -> bool:
         return fsops.lstat_in(root, rel) is not None or self.journal.is_reserved(rel)
 
-    def _write(self, job: JobRecord, root: Path, rel: PurePosixPath, data: bytes) -> None:
+    def _write(self, job: JobRecord, root: Path, rel: PurePosixPath, data: bytes) -> bool:
+        """Publish the output; False when someone else created that name since it was chosen."""
         try:
             fsops.write_new(root, rel, data, self._config_for(job).output_mode, tag=str(job.id))
         except FileExistsError:
-            pass  # published before an interruption: it is ours (names are reserved first)
+            self.journal.reopen(job.id)
+            log.warning("output.name_taken", path=str(job.rel), output=str(rel))
+            return False
         except OSError as exc:
             self.journal.reopen(job.id)
             raise fsops.as_output_error(exc, root) from exc
+        return True
+
+    def _names_keep_vanishing(self, job: JobRecord, root: Path) -> OutputError:
+        message = f"{NAME_TRIES} free names for {job.rel} were taken by others before use"
+        return OutputError(message, str(root))
 
     def _dispose(self, job: JobRecord, outcome: Outcome, moved: PurePosixPath | None) -> None:
         """Move (or delete, or keep) the input, then mark the outcome finished."""
         root = self.config.processed if outcome == "done" else self.config.failed
         try:
             if moved is not None:
-                fsops.move_new(self.config.inbox, job.rel, root, moved, job.identity)
+                fsops.remove_temp(root, moved.parent, fsops.move_temp_tag(str(job.id)))
+                fsops.move_new(
+                    self.config.inbox, job.rel, root, moved, job.identity, tag=str(job.id)
+                )
             elif self._config_for(job).on_success == "delete":
                 fsops.unlink_in(self.config.inbox, job.rel, job.identity)
         except FileNotFoundError:

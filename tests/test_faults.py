@@ -502,3 +502,29 @@ def test_crash_between_link_and_unlink_of_the_input_finishes_once(tmp_path: Path
     assert files_under(config.processed) == ["doc.png"]
     assert files_under(config.outbox) == ["doc.txt"]
     assert (config.outbox / "doc.txt").read_text() == "first result"
+
+
+def test_input_move_blocked_then_fixed_leaves_exactly_one_sidecar(
+    tmp_path: Path, daemons: list[DaemonProcess]
+) -> None:
+    """The sidecar is published, then moving the input fails: the retry finishes that outcome
+    (the move) instead of committing anew under the next free sidecar name."""
+    config = write_config(tmp_path, settle_seconds=0.2, retry_backoff_seconds=0.2)
+    daemon = launch(daemons, config)
+    daemon.wait_running()
+    processed = tmp_path / "processed"
+    shutil.rmtree(processed, ignore_errors=True)
+    processed.write_text("a file where the processed folder should be")
+    drop(tmp_path, "scan.png")
+    retry = wait_for(lambda: events(daemon, "file.retry"))
+    assert retry[0]["reason"] == "output_unwritable"
+    wait_for(lambda: len(events(daemon, "file.retry")) >= 3)
+    assert files_under(tmp_path / "inbox") == ["scan.png"], "the input waits in the inbox"
+
+    processed.unlink()
+    processed.mkdir()
+    wait_for((processed / "scan.png").exists, timeout=60)
+    daemon.signal(signal.SIGTERM)
+    assert daemon.wait() == 0
+    assert files_under(tmp_path / "outbox") == ["scan.txt"], "one sidecar, none numbered"
+    assert files_under(tmp_path / "inbox") == []

@@ -3,13 +3,23 @@ doubled. The interruption is made by stopping partway through `Outputs`' own ste
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
+from typing import Any
+
+import pytest
 
 from ocr_daemon import fsops
-from ocr_daemon.journal import Journal
+from ocr_daemon.config import Config
+from ocr_daemon.journal import JobRecord, Journal
+from ocr_daemon.outputs import Outputs
+from ocr_daemon.seam import OcrResult
 from tests.harness import files_under, make_config, run_once
+from tests.test_faults import tmpfs
 
 
 def _interrupted(tmp_path: Path, *, write_sidecar: bool, leave_temp: bool):  # type: ignore[no-untyped-def]
@@ -83,3 +93,107 @@ def test_crash_between_link_and_unlink_of_the_input_finishes_the_move(tmp_path: 
     assert files_under(config.outbox) == ["doc.txt"]
     assert files_under(config.processed) == ["doc.png"]
     assert files_under(config.inbox) == []
+
+
+# -- commits running at the same time (each in its own thread, as the dispatcher runs them) ------
+
+
+def _jobs(config: Config, names: list[str]) -> tuple[Journal, list[JobRecord]]:
+    for folder in (config.outbox, config.processed, config.failed):
+        folder.mkdir(parents=True, exist_ok=True)  # the daemon makes them at start
+    journal = Journal(config.state_dir)
+    journal.open()
+    records = []
+    for name in names:
+        (config.inbox / name).write_bytes(name.encode())
+        identity = fsops.Identity.of(os.lstat(config.inbox / name))
+        records.append(journal.begin(PurePosixPath(name), identity))
+    return journal, records
+
+
+def _text(name: str) -> OcrResult:
+    return OcrResult(pages=(f"text of {name}",), evaluation_mode=False)
+
+
+def test_two_commits_wanting_one_sidecar_name_both_keep_their_text(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """scan.png and scan.jpg both want scan.txt. Each thread stops just before its reservation
+    until the other arrives too (or 1 s passes): unserialised, both would reserve and write the
+    same name and one text would be lost."""
+    config = make_config(tmp_path)
+    journal, records = _jobs(config, ["scan.png", "scan.jpg"])
+    both_chose = threading.Barrier(2)
+    reserve = journal.reserve
+
+    def reserve_when_both_chose(*args: Any, **kwargs: Any) -> None:
+        with contextlib.suppress(threading.BrokenBarrierError):
+            both_chose.wait(timeout=1.0)
+        reserve(*args, **kwargs)
+
+    monkeypatch.setattr(journal, "reserve", reserve_when_both_chose)
+    outputs = Outputs(config, journal)
+    with ThreadPoolExecutor(2) as pool:
+        futures = [pool.submit(outputs.commit_success, r, _text(r.rel.name)) for r in records]
+        sidecars = [str(f.result(timeout=30)) for f in futures]
+
+    assert sorted(sidecars) == ["scan (2).txt", "scan.txt"]
+    texts = sorted((config.outbox / s).read_text() for s in sidecars)
+    assert texts == ["text of scan.jpg", "text of scan.png"]
+    assert files_under(config.processed) == ["scan.jpg", "scan.png"]
+    journal.close()
+
+
+def test_a_sidecar_name_taken_by_someone_else_before_publishing_moves_to_the_next(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another program creates scan.txt between our choice of the name and our link(): its file
+    stays as it is and ours becomes scan (2).txt (it used to be skipped as if it were ours)."""
+    config = make_config(tmp_path)
+    journal, [record] = _jobs(config, ["scan.png"])
+    reserve = journal.reserve
+
+    def reserve_then_lose_the_race(*args: Any, **kwargs: Any) -> None:
+        reserve(*args, **kwargs)
+        target = config.outbox / "scan.txt"
+        if not target.exists():
+            config.outbox.mkdir(parents=True, exist_ok=True)
+            target.write_text("someone else's")
+
+    monkeypatch.setattr(journal, "reserve", reserve_then_lose_the_race)
+    sidecar = Outputs(config, journal).commit_success(record, _text("scan.png"))
+
+    assert str(sidecar) == "scan (2).txt"
+    assert (config.outbox / "scan.txt").read_text() == "someone else's"
+    assert (config.outbox / "scan (2).txt").read_text() == "text of scan.png"
+    assert files_under(config.inbox) == []
+    journal.close()
+
+
+def test_two_moves_across_filesystems_at_once_each_keep_their_own_bytes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """processed/ on another filesystem: each move copies through a temp file there. The second
+    input's whole commit runs just before the first publishes its copy; with one shared temp
+    name the first would find its copy gone, or publish the other's bytes."""
+    config = make_config(tmp_path)
+    journal, records = _jobs(config, ["a.png", "b.png"])
+    outputs = Outputs(config, journal)
+    publish = fsops._publish
+    interleaved: list[str] = []
+
+    def publish_after_the_other_move(dfd: int, tmp: str, name: str) -> None:
+        if tmp.startswith(fsops.TEMP_PREFIX + "move") and not interleaved:
+            interleaved.append(name)
+            outputs.commit_success(records[1], _text("b.png"))
+        publish(dfd, tmp, name)
+
+    monkeypatch.setattr(fsops, "_publish", publish_after_the_other_move)
+    with tmpfs(config.processed, "1m"):
+        outputs.commit_success(records[0], _text("a.png"))
+
+        assert interleaved == ["a.png"]
+        assert (config.processed / "a.png").read_bytes() == b"a.png"
+        assert (config.processed / "b.png").read_bytes() == b"b.png"
+        assert sorted(p.name for p in config.processed.iterdir()) == ["a.png", "b.png"]
+    journal.close()
