@@ -22,7 +22,7 @@ from ocr_daemon import fsops
 from ocr_daemon.config import Config
 from ocr_daemon.errors import InputError, OcrDaemonError, OutputError, TransientError
 from ocr_daemon.journal import JobRecord, Journal
-from ocr_daemon.outputs import Failure, InputChanged, Outputs
+from ocr_daemon.outputs import AlreadyFinished, Failure, InputChanged, Outputs
 from ocr_daemon.pool import Slot
 from ocr_daemon.rules import EngineSettings, config_for
 from ocr_daemon.seam import OcrResult
@@ -171,6 +171,11 @@ class Dispatcher:
             written = await asyncio.to_thread(write)
         except InputChanged as exc:
             self._input_changed(job, exc)
+            return None
+        except AlreadyFinished:
+            self.busy.discard(job.record.rel)
+            log.warning("file.duplicate_dropped", path=str(job.record.rel),
+                        reason="its outcome is already committed")  # fmt: skip
             return None
         except OutputError as exc:
             self._retry_commit(job, again, exc)

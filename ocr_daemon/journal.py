@@ -162,14 +162,17 @@ class Journal:
         output: PurePosixPath,
         moved_to: PurePosixPath | None,
         reason: str | None = None,
-    ) -> None:
-        """Record the names an outcome will use, before anything is written."""
+    ) -> bool:
+        """Record the names an outcome will use, before anything is written. Conditional: only
+        an active job can be reserved, so a second result for a job (a duplicate from another
+        worker, a retry racing a commit) can never start a second outcome; False then."""
         with self.db:
-            self.db.execute(
+            cursor = self.db.execute(
                 "UPDATE jobs SET state = 'committing', outcome = ?, output = ?, moved_to = ?,"
-                " reason = ?, updated = ? WHERE id = ?",
+                " reason = ?, updated = ? WHERE id = ? AND state = 'active'",
                 (outcome, _enc(output), _enc(moved_to), reason, time.time(), job_id),
             )
+        return cursor.rowcount == 1
 
     @_locked
     def finish(self, job_id: int, state: State) -> None:

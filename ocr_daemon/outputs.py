@@ -41,6 +41,14 @@ class InputChanged(Exception):
         self.vanished = vanished
 
 
+class AlreadyFinished(Exception):
+    """The job's outcome is already committed (or being committed): this result is a duplicate."""
+
+    def __init__(self, rel: PurePosixPath) -> None:
+        super().__init__(rel)
+        self.rel = rel
+
+
 @dataclass(frozen=True)
 class Failure:
     """Everything a failure record says about a failed input."""
@@ -72,7 +80,7 @@ class Outputs:
                 moved = None
                 if self._config_for(job).on_success == "move":
                     moved = self._free_name(self.config.processed, job.rel)
-                self.journal.reserve(job.id, "done", sidecar, moved)
+                self._reserve(job, "done", sidecar, moved)
             if self._write(job, self.config.outbox, sidecar, data):
                 self._dispose(job, "done", moved)
                 return sidecar
@@ -88,7 +96,7 @@ class Outputs:
             with self._naming:
                 moved = self._free_failed_name(job.rel)
                 record = moved.with_name(fsops.fit_name(moved.name, ERROR_SUFFIX))
-                self.journal.reserve(job.id, "failed", record, moved, failure.error.reason)
+                self._reserve(job, "failed", record, moved, failure.error.reason)
             if self._write(job, self.config.failed, record, _error_record(job, failure, moved)):
                 self._dispose(job, "failed", moved)
                 return record
@@ -108,11 +116,26 @@ class Outputs:
 
     def _resume(self, job: JobRecord) -> PurePosixPath | None:
         """A commit tried again after its output was published but the input could not be moved:
-        finish that outcome under its reserved names, never a second output under new ones."""
+        finish that outcome under its reserved names, never a second output under new ones.
+        None: the job is active, commit it; a job already finished raises `AlreadyFinished`."""
         reserved = self.journal.reservation(job.id)
-        if reserved is None or not self.finish(reserved):
-            return None
-        return reserved.output
+        if reserved is not None:
+            return reserved.output if self.finish(reserved) else None
+        progress = self.journal.progress(job.id)
+        if progress is None or progress[1] != "active":
+            raise AlreadyFinished(job.rel)
+        return None
+
+    def _reserve(
+        self,
+        job: JobRecord,
+        outcome: Outcome,
+        output: PurePosixPath,
+        moved: PurePosixPath | None,
+        reason: str | None = None,
+    ) -> None:
+        if not self.journal.reserve(job.id, outcome, output, moved, reason):
+            raise AlreadyFinished(job.rel)
 
     def _config_for(self, job: JobRecord) -> Config:
         """The config with the first per-folder rule matching this input merged in."""

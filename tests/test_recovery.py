@@ -16,7 +16,7 @@ import pytest
 from ocr_daemon import fsops
 from ocr_daemon.config import Config
 from ocr_daemon.journal import JobRecord, Journal
-from ocr_daemon.outputs import Outputs
+from ocr_daemon.outputs import AlreadyFinished, Outputs
 from ocr_daemon.seam import OcrResult
 from tests.harness import files_under, make_config, run_once
 from tests.test_faults import tmpfs
@@ -126,10 +126,10 @@ def test_two_commits_wanting_one_sidecar_name_both_keep_their_text(
     both_chose = threading.Barrier(2)
     reserve = journal.reserve
 
-    def reserve_when_both_chose(*args: Any, **kwargs: Any) -> None:
+    def reserve_when_both_chose(*args: Any, **kwargs: Any) -> bool:
         with contextlib.suppress(threading.BrokenBarrierError):
             both_chose.wait(timeout=1.0)
-        reserve(*args, **kwargs)
+        return reserve(*args, **kwargs)
 
     monkeypatch.setattr(journal, "reserve", reserve_when_both_chose)
     outputs = Outputs(config, journal)
@@ -153,12 +153,13 @@ def test_a_sidecar_name_taken_by_someone_else_before_publishing_moves_to_the_nex
     journal, [record] = _jobs(config, ["scan.png"])
     reserve = journal.reserve
 
-    def reserve_then_lose_the_race(*args: Any, **kwargs: Any) -> None:
-        reserve(*args, **kwargs)
+    def reserve_then_lose_the_race(*args: Any, **kwargs: Any) -> bool:
+        reserved = reserve(*args, **kwargs)
         target = config.outbox / "scan.txt"
         if not target.exists():
             config.outbox.mkdir(parents=True, exist_ok=True)
             target.write_text("someone else's")
+        return reserved
 
     monkeypatch.setattr(journal, "reserve", reserve_then_lose_the_race)
     sidecar = Outputs(config, journal).commit_success(record, _text("scan.png"))
@@ -196,4 +197,20 @@ def test_two_moves_across_filesystems_at_once_each_keep_their_own_bytes(
         assert (config.processed / "a.png").read_bytes() == b"a.png"
         assert (config.processed / "b.png").read_bytes() == b"b.png"
         assert sorted(p.name for p in config.processed.iterdir()) == ["a.png", "b.png"]
+    journal.close()
+
+
+def test_a_second_result_for_a_committed_job_writes_nothing(tmp_path: Path) -> None:
+    """The journal's reservation is conditional on the job being active: a duplicate result
+    (say, from a worker host that was cut off and came back) cannot start a second outcome."""
+    config = make_config(tmp_path)
+    journal, [record] = _jobs(config, ["scan.png"])
+    outputs = Outputs(config, journal)
+    assert str(outputs.commit_success(record, _text("scan.png"))) == "scan.txt"
+
+    with pytest.raises(AlreadyFinished):
+        outputs.commit_success(record, _text("scan.png, again"))
+    assert not journal.reserve(record.id, "done", PurePosixPath("x.txt"), None)
+    assert files_under(config.outbox) == ["scan.txt"]
+    assert (config.outbox / "scan.txt").read_text() == "text of scan.png"
     journal.close()
