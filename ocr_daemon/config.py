@@ -1,8 +1,9 @@
 """The configuration: frozen typed data, and the one loader that builds it from a TOML file.
 
 Unknown keys and bad values are `ConfigError`s naming the file, the key and why. Relative paths
-are resolved against the directory holding the config file. Relationships between folders are
-checked here (outputs never inside the watched inbox), so nothing later has to.
+are resolved against the directory holding the config file; each value's own rules are in
+`config_values`. Relationships between folders are checked here (outputs never inside the
+watched inbox), so nothing later has to.
 """
 
 from __future__ import annotations
@@ -13,14 +14,13 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any
 
 from ocr_daemon import languages as langs
+from ocr_daemon.config_values import LogFormat, OnSuccess, converter_for
 from ocr_daemon.errors import ConfigError
 from ocr_daemon.rules import Rule, effective_configs, parse_rules
 
-OnSuccess = Literal["move", "keep", "delete"]
-LogFormat = Literal["auto", "json", "console"]
 LICENSE_ENV = "OCR_DAEMON_LICENSE_FILE"
 
 
@@ -120,7 +120,6 @@ class Config:
 _PATH_KEYS = {
     *("inbox", "outbox", "processed", "failed", "state_dir", "license_file", "tessdata_dir"),
 }
-_LOG_LEVELS = {"debug", "info", "warning", "error"}
 
 
 def load_config(path: Path | None) -> Config:
@@ -174,7 +173,7 @@ def _convert(fld: dataclasses.Field[Any], value: Any, name: str, where: str, bas
         return _path(value, name, where, base)
     if fld.name == "rules":
         return _rules(value, name, where, base)
-    converter = _CONVERTERS.get(fld.name, _typed_like(default))
+    converter = converter_for(fld.name, default)
     try:
         return converter(value)
     except (TypeError, ValueError) as exc:
@@ -198,93 +197,6 @@ def _path(value: Any, name: str, where: str, base: Path) -> Path:
         raise ConfigError(f"key {name!r} must be a non-empty path string", where)
     path = Path(value).expanduser()
     return path if path.is_absolute() else (base / path).resolve()
-
-
-def _typed_like(default: Any) -> Any:
-    def convert(value: Any) -> Any:
-        if isinstance(default, bool):
-            if not isinstance(value, bool):
-                raise TypeError(f"expected true or false, got {value!r}")
-            return value
-        if isinstance(default, int):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise TypeError(f"expected a whole number >= 0, got {value!r}")
-            return value
-        if isinstance(default, float):
-            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-                raise TypeError(f"expected a number of seconds >= 0, got {value!r}")
-            return float(value)
-        if not isinstance(value, str):
-            raise TypeError(f"expected a string, got {value!r}")
-        return value
-
-    return convert
-
-
-def _choice(options: tuple[str, ...]) -> Any:
-    def convert(value: Any) -> str:
-        if value not in options:
-            raise ValueError(f"expected one of {', '.join(options)}; got {value!r}")
-        return str(value)
-
-    return convert
-
-
-def _force_polling(value: Any) -> bool | None:
-    if value == "auto":
-        return None
-    if isinstance(value, bool):
-        return value
-    raise ValueError(f'expected true, false or "auto"; got {value!r}')
-
-
-def _patterns(value: Any) -> tuple[str, ...]:
-    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-        raise TypeError("expected a list of non-empty glob strings")
-    return tuple(value)
-
-
-def _mode(value: Any) -> int:
-    if not isinstance(value, str) or len(value) not in (3, 4):
-        raise TypeError(f'expected an octal mode string such as "0640", got {value!r}')
-    mode = int(value, 8)
-    if mode & ~0o666:
-        raise ValueError(f"output files may not be executable or special: {value!r}")
-    return mode
-
-
-def _positive_int(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise TypeError(f"expected a whole number >= 1, got {value!r}")
-    return value
-
-
-def _log_level(value: Any) -> str:
-    if not isinstance(value, str) or value.lower() not in _LOG_LEVELS:
-        raise ValueError(f"expected one of {', '.join(sorted(_LOG_LEVELS))}; got {value!r}")
-    return value.lower()
-
-
-_CONVERTERS: dict[str, Any] = {
-    "on_success": _choice(get_args(OnSuccess)),
-    "log_format": _choice(get_args(LogFormat)),
-    "log_level": _log_level,
-    "force_polling": _force_polling,
-    "languages": langs.parse_languages,
-    "ignore_patterns": _patterns,
-    "output_mode": _mode,
-    "max_attempts": _positive_int,
-    "max_jobs_per_worker": _positive_int,
-    "queue_size": _positive_int,
-    "worker_memory_mb": _positive_int,
-    "onnx_intra_op_threads": _positive_int,
-    "max_pages": _positive_int,
-    "max_aspect_ratio": _positive_int,
-    "max_pixels": _positive_int,
-    "max_file_bytes": _positive_int,
-    "max_deliver": _positive_int,
-    "max_inline_bytes": _positive_int,
-}
 
 
 def check_relationships(config: Config, where: str) -> None:
