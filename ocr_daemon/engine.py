@@ -6,8 +6,10 @@ daemon's main process: constructing it starts CoreCLR in-process (see `runtime`)
 
 Each file gets its own engine calls (one bad file in a batch would fail the batch), one call per
 page: images are vetted and decoded by `images` and passed as raw 8-bit pixels, PDFs are read by
-the engine page by page. Aspose raises only `RuntimeError("Proxy error(<often obfuscated>): …")`,
-so `_classify` maps message substrings to our typed errors; nothing else carries the cause.
+the engine page by page (except pages that orientation detection, run on pdfium renderings, finds
+turned: those go in as upright pixels). Aspose raises only
+`RuntimeError("Proxy error(<often obfuscated>): …")`, so `_classify` maps message substrings to our
+typed errors; nothing else carries the cause.
 """
 
 from __future__ import annotations
@@ -23,13 +25,14 @@ from typing import Any
 
 from PIL import Image, ImageDraw, ImageFont
 
-from ocr_daemon import images, languages, orientation, runtime
+from ocr_daemon import images, languages, orientation, pdfpages, runtime
 from ocr_daemon.config import AsposeSettings, Config
 from ocr_daemon.errors import (
     ConfigError,
     CorruptInput,
     EmptyInput,
     EngineUnavailable,
+    InputError,
     InputMissing,
     InputTooLarge,
     OcrDaemonError,
@@ -111,10 +114,17 @@ class AsposeEngine:
         return results[0]
 
     def _recognize_pdf(self, pdf: images.PdfInput) -> list[Any]:
-        """Page by page, until the engine returns nothing: memory stays at one page."""
+        """Page by page, until the engine returns nothing: memory stays at one page. A page
+        that orientation detection finds turned is recognised as upright rendered pixels."""
         limit = self._config.limits.max_pages
+        turned = self._turned_pdf_pages(pdf)
         pages: list[Any] = []
         for index in range(limit + 1):
+            if index in turned:
+                upright = pdfpages.render_page(pdf.path, index, self._config.limits)
+                pages.append(self._recognize_pixels(upright.rotate(turned[index], expand=True),
+                                                    pdf.path))  # fmt: skip
+                continue
             inp = self._new_input(self._ocr.InputType.PDF)
             inp.add(str(pdf.path), index, 1)
             results = self._call(inp, pdf.path)
@@ -126,6 +136,20 @@ class AsposeEngine:
         if not pages:
             raise EmptyInput("PDF has no pages", str(pdf.path))
         return pages
+
+    def _turned_pdf_pages(self, pdf: images.PdfInput) -> dict[int, int]:
+        """Page index -> degrees that make it upright, for the pages OSD finds turned (with
+        `orientation` on). Aspose reads the other pages itself; so it does all of a PDF that
+        pdfium cannot render, and reports its own error if it cannot either."""
+        if not self._config.orientation:
+            return {}
+        tessdata = self._config.tesseract.tessdata_dir
+        try:
+            pages = pdfpages.render_pages(pdf.path, self._config.limits)
+            found = {i: orientation.detect_rotation(page, tessdata) for i, page in enumerate(pages)}
+        except InputError:
+            return {}
+        return {index: degrees for index, degrees in found.items() if degrees}
 
     def _new_input(self, input_type: Any) -> Any:
         if not self._config.aspose.auto_skew:

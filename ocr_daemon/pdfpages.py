@@ -1,4 +1,5 @@
-"""Rasterise PDF pages for engines that cannot read PDFs (Tesseract), with pdfium in-process.
+"""Rasterise PDF pages for engines that cannot read PDFs (Tesseract), and for page orientation
+detection on PDFs (both engines), with pdfium in-process.
 
 Pillow only writes PDFs, it cannot read them; `pypdfium2` is a 4 MB wheel with pdfium inside and
 no system dependencies, and renders in-process (the peers measurement spent 1.3-2.8 s per PDF in a
@@ -35,6 +36,15 @@ def render_pages(path: Path, limits: Limits) -> Iterator[Image.Image]:
             )
         for index in range(count):
             yield _render(pdf, index, path, limits)
+    finally:
+        pdf.close()
+
+
+def render_page(path: Path, index: int, limits: Limits) -> Image.Image:
+    """Page `index` (from 0) of the PDF at `path`, as `render_pages` renders it."""
+    pdf = _open(path)
+    try:
+        return _render(pdf, index, path, limits)
     finally:
         pdf.close()
 

@@ -167,6 +167,18 @@ def test_rotated_pages_come_out_readable(
 
 
 @pytest.mark.parametrize("name", ENGINES)
+@pytest.mark.parametrize("degrees", [90, 180])
+def test_rotated_pdf_pages_come_out_readable(
+    engines: EngineCache, page: Image.Image, tmp_path: Path, name: str, degrees: int
+) -> None:
+    """A scanned PDF whose second page was fed in upside down (or sideways): both engines."""
+    path = tmp_path / f"rotated{degrees}.pdf"
+    upright = page.convert("L")
+    upright.save(path, save_all=True, append_images=[upright.rotate(degrees, expand=True)])
+    assert_reads(engines[name].recognize(path), LINES, LINES)
+
+
+@pytest.mark.parametrize("name", ENGINES)
 def test_exif_rotated_photo_comes_out_readable(
     engines: EngineCache, page: Image.Image, tmp_path: Path, name: str
 ) -> None:
