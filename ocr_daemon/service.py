@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import faulthandler
 import signal
 from collections.abc import Callable
 from pathlib import Path
@@ -79,6 +80,7 @@ def _reloader(args: argparse.Namespace) -> Callable[[], Config]:
 async def _serve(config: Config, *, once: bool, reload_config: Callable[[], Config]) -> int:
     daemon = Daemon(config, once=once, notifier=Notifier(), reload_config=reload_config)
     handle_stop_signals(daemon.stop, daemon.force, event="daemon.signal")
+    handle_dump_signal()
     asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, daemon.reload.set)
     return await daemon.run()
 
@@ -95,6 +97,32 @@ def handle_stop_signals(stop: asyncio.Event, force: asyncio.Event, *, event: str
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_stop, signum)
+
+
+def handle_dump_signal() -> None:
+    """SIGUSR1 reports where this process is, for a daemon that stopped making progress: every
+    thread's Python stack on stderr at once (faulthandler, so even with the event loop stuck),
+    then every asyncio task's stack as one ``process.tasks`` log event. Nothing else changes."""
+    asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, _log_tasks)
+    faulthandler.register(signal.SIGUSR1, all_threads=True, chain=True)  # after: chains to it
+
+
+def _log_tasks() -> None:
+    tasks = sorted(asyncio.all_tasks(), key=lambda task: task.get_name())
+    log.warning("process.tasks", tasks={task.get_name(): _stack(task) for task in tasks})
+
+
+def _stack(task: asyncio.Task[Any]) -> list[str]:
+    """Where `task` waits: its coroutine and each one it awaits, outermost first (a task's own
+    get_stack() gives only the outermost frame of a suspended coroutine)."""
+    frames: list[str] = []
+    awaited: Any = task.get_coro()
+    while awaited is not None:
+        frame = getattr(awaited, "cr_frame", None) or getattr(awaited, "gi_frame", None)
+        if frame is not None:
+            frames.append(f"{frame.f_code.co_filename}:{frame.f_lineno} {frame.f_code.co_name}")
+        awaited = getattr(awaited, "cr_await", None) or getattr(awaited, "gi_yieldfrom", None)
+    return frames
 
 
 def status(args: argparse.Namespace, config: Config) -> int:

@@ -2,7 +2,8 @@
 
 Started with ``spawn`` by the pool (never forked: the .NET runtime is not fork-safe). It ignores
 SIGINT and SIGTERM — systemd and Ctrl+C signal the whole process group, and the daemon decides when
-work stops — and it neither logs nor writes outputs: it receives ``(job_id, path, settings)`` and
+work stops — and SIGUSR1 (the daemon's stack-dump request, which `systemctl kill` sends to the
+whole group too). It neither logs nor writes outputs: it receives ``(job_id, path, settings)`` and
 sends back a `Done` or `Failed` message. `settings` (an `EngineSettings`, from the path's rule)
 picks the engine: the configured default is built and warmed at start, any other on its first
 job. Its stdout is pointed at stderr, because the engine writes to the raw file descriptor 1,
@@ -87,6 +88,7 @@ def _recognize(
 def _ignore_signals() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)  # the daemon's stack-dump request
 
 
 def _die_with_parent() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -114,7 +115,7 @@ class DaemonProcess:
         self.proc.send_signal(signum)
 
     def wait(self, timeout: float = 60) -> int:
-        code = self.proc.wait(timeout=timeout)
+        code = wait_or_dump(self.proc, self.root / "daemon.log", timeout)
         self.log.close()
         return code
 
@@ -127,6 +128,20 @@ class DaemonProcess:
             self.proc.kill()
             self.proc.wait()
         self.log.close()
+
+
+def wait_or_dump(proc: subprocess.Popen[bytes], log: Path, timeout: float) -> int:
+    """The exit code of `proc`; if it hangs instead, SIGUSR1 makes it write its thread and task
+    stacks into `log`, and the failure shows them."""
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGUSR1)
+        time.sleep(2.0)
+        tail = log.read_text(errors="replace")[-6000:] if log.exists() else ""
+        raise AssertionError(
+            f"pid {proc.pid} still running after {timeout:g} s; the end of its log:\n{tail}"
+        ) from None
 
 
 def start(started: list[DaemonProcess], config: Path, command: str = "run") -> DaemonProcess:

@@ -21,7 +21,7 @@ import pytest
 
 from ocr_daemon import cluster
 from ocr_daemon.config import load_config
-from tests.harness import DOUBLE, files_under, subprocess_env, wait_for
+from tests.harness import DOUBLE, files_under, subprocess_env, wait_for, wait_or_dump
 from tests.netns import Lab, LabUnavailable, check_prerequisites
 
 pytestmark = pytest.mark.slow
@@ -43,10 +43,13 @@ class Node:
         found = [json.loads(line) for line in lines if line.startswith("{")]
         return [e for e in found if name is None or e.get("event") == name]
 
+    def wait(self, timeout: float) -> int:
+        return wait_or_dump(self.proc, self.log, timeout)
+
     def stop(self, timeout: float = 60) -> int:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout=timeout)
+        return self.wait(timeout)
 
 
 @pytest.fixture(scope="module")
@@ -148,7 +151,7 @@ def test_jobs_spread_over_two_hosts_inline_and_object_store(
     (tmp_path / "inbox/corrupt.png").write_bytes(b"bad")
 
     coordinator = Node(lab, None, "once", config, "coordinator")
-    assert coordinator.proc.wait(timeout=90) == 1  # one file failed, on purpose
+    assert coordinator.wait(timeout=90) == 1  # one file failed, on purpose
 
     assert_exactly_once(tmp_path, [*names, "big.png"])
     record = json.loads((tmp_path / "failed/corrupt.png.error.json").read_text())
@@ -229,7 +232,7 @@ def test_coordinator_killed_and_restarted_mid_batch_exactly_once(
         first.proc.wait(timeout=10)
 
     final = Node(lab, None, "once", config, "coordinator-final")
-    assert final.proc.wait(timeout=120) == 0
+    assert final.wait(timeout=120) == 0
     assert_exactly_once(tmp_path, names)
     assert files_under(tmp_path / "processed") == sorted(names)
 
@@ -268,7 +271,7 @@ def test_slow_page_longer_than_ack_wait_is_not_redelivered(
     config = coordinator_config(tmp_path, lab, ack_wait_seconds=1.0)
     (tmp_path / "inbox/slow-long.png").write_bytes(b"2 s against a 1 s lease")
     coordinator = Node(lab, None, "once", config, "coordinator")
-    assert coordinator.proc.wait(timeout=60) == 0
+    assert coordinator.wait(timeout=60) == 0
 
     assert_exactly_once(tmp_path, ["slow-long.png"])
     received = [e for node in workers for e in node.events("job.received")]
@@ -327,7 +330,7 @@ def test_real_engine_on_a_worker_host(tmp_path: Path, lab_factory: Callable[[int
     render_page(lines).save(tmp_path / "inbox/page.png")
 
     coordinator = Node(lab, None, "once", config, "coordinator")
-    assert coordinator.proc.wait(timeout=180) == 0
+    assert coordinator.wait(timeout=180) == 0
     text = (tmp_path / "outbox/page.txt").read_text()
     assert text.split()[:3] == ["Cluster", "page", "line"]
     assert [e["worker"] for e in coordinator.events("file.done")] == ["h1"]
@@ -349,7 +352,7 @@ def test_per_folder_rule_picks_the_engine_on_the_worker_host(
     (tmp_path / "inbox/plain.png").write_bytes(b"plain")
 
     coordinator = Node(lab, None, "once", config, "coordinator")
-    assert coordinator.proc.wait(timeout=180) == 0
+    assert coordinator.wait(timeout=180) == 0
 
     assert (tmp_path / "outbox/plain.txt").read_text() == "text of plain.png (5 bytes)"
     ruled = (tmp_path / "outbox/tess/page.txt").read_text()

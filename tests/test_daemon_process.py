@@ -162,3 +162,30 @@ def test_outbox_inside_inbox_is_refused(tmp_path: Path) -> None:
     )  # fmt: skip
     assert proc.returncode == 78
     assert "inside the inbox" in proc.stderr
+
+
+def test_sigusr1_dumps_threads_and_tasks_and_changes_nothing(
+    tmp_path: Path, daemon_factory: list
+) -> None:
+    """For a daemon that stopped making progress: `systemctl kill -s USR1` reaches every process
+    of the service; the daemon writes its stacks, its workers ignore it, and work goes on."""
+    config = write_config(tmp_path, settle_seconds=0.2)
+    daemon = start(daemon_factory, config)
+    daemon.wait_running()
+    (tmp_path / "inbox/slow.png").write_bytes(b"takes two seconds")
+    wait_for(lambda: daemon.status().get("in_flight") == 1, timeout=30, interval=0.02)
+    workers = sorted(int(w["pid"]) for w in daemon.status()["workers"])  # type: ignore[union-attr]
+
+    for pid in [daemon.proc.pid, *workers]:
+        os.kill(pid, signal.SIGUSR1)
+    dumped = wait_for(lambda: [e for e in daemon.events() if e["event"] == "process.tasks"])
+
+    tasks = dumped[0]["tasks"]
+    assert {"tick", "dispatch-0", "dispatch-1", "settle"} <= set(tasks), tasks
+    assert any("dispatch.py" in frame for frame in tasks["dispatch-0"] + tasks["dispatch-1"])
+    log_text = (tmp_path / "daemon.log").read_text()
+    assert "Thread 0x" in log_text and "(most recent call first)" in log_text
+    wait_for((tmp_path / "outbox/slow.txt").exists, timeout=30)
+    assert sorted(int(w["pid"]) for w in daemon.status()["workers"]) == workers  # type: ignore[union-attr]
+    daemon.signal(signal.SIGTERM)
+    assert daemon.wait() == 0
