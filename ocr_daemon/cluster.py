@@ -48,6 +48,7 @@ if TYPE_CHECKING:
 __all__ = ["Coordinator", "RemoteSlot", "check"]  # check: for `ocr-daemon check`
 log = structlog.get_logger()
 REMEMBERED_IDS = 10_000
+CLOSE_STEP_SECONDS = 5.0
 
 
 @dataclass
@@ -178,6 +179,8 @@ class Coordinator:
         await wire.retry(subscribe, attempts=20, pause_s=0.5, what="results consumer")
 
     async def close(self) -> None:
+        """Let pending result acks go out, stop watching hosts, disconnect: each step bounded,
+        so the daemon's shutdown never waits on the broker or the client library."""
         if self._closed:
             return
         self._closed = True
@@ -185,10 +188,15 @@ class Coordinator:
             await asyncio.wait(set(self._acks), timeout=2.0)
         for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=CLOSE_STEP_SECONDS)
         if self._nc is not None:
-            with contextlib.suppress(*wire.transport_errors()):
-                await self._nc.close()
+            try:
+                await asyncio.wait_for(self._nc.close(), timeout=CLOSE_STEP_SECONDS)
+            except TimeoutError:
+                log.warning("cluster.close_timeout", seconds=CLOSE_STEP_SECONDS)
+            except wire.transport_errors():
+                pass
         log.info("cluster.closed", coordinator=self.id, **self.counts)
 
     # -- jobs ---------------------------------------------------------------------------------

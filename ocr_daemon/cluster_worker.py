@@ -102,8 +102,8 @@ class WorkerHost:
             return int(exc.exit_code)
         finally:
             if nc is not None:
-                with contextlib.suppress(*wire.transport_errors()):
-                    await nc.close()
+                with contextlib.suppress(*wire.transport_errors()):  # TimeoutError among them
+                    await asyncio.wait_for(nc.close(), timeout=5.0)
             await self.pool.close(grace_s=0 if self.force.is_set() else 5.0)
             shutil.rmtree(self.tmp, ignore_errors=True)
             log.info("worker_host.stopped", worker=self.id, **self.counts)
