@@ -208,11 +208,9 @@ class Journal:
         return None if row is None else (int(row[0]), row[1])
 
     @_locked
-    def reservation(self, job_id: int) -> JobRecord | None:
-        """The job with its reserved outcome, if a commit of it is under way (``committing``)."""
-        row = self.db.execute(
-            "SELECT * FROM jobs WHERE id = ? AND state = 'committing'", (job_id,)
-        ).fetchone()
+    def record(self, job_id: int) -> JobRecord | None:
+        """The job as the journal has it now (state, reserved outcome); None if unknown."""
+        row = self.db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
         return None if row is None else _record(row)
 
     @_locked

@@ -118,11 +118,10 @@ class Outputs:
         """A commit tried again after its output was published but the input could not be moved:
         finish that outcome under its reserved names, never a second output under new ones.
         None: the job is active, commit it; a job already finished raises `AlreadyFinished`."""
-        reserved = self.journal.reservation(job.id)
-        if reserved is not None:
-            return reserved.output if self.finish(reserved) else None
-        progress = self.journal.progress(job.id)
-        if progress is None or progress[1] != "active":
+        now = self.journal.record(job.id)
+        if now is not None and now.state == "committing":
+            return now.output if self.finish(now) else None
+        if now is None or now.state != "active":
             raise AlreadyFinished(job.rel)
         return None
 
