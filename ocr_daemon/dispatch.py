@@ -170,7 +170,7 @@ class Dispatcher:
         try:
             written = await asyncio.to_thread(write)
         except InputChanged as exc:
-            self._input_changed(job, exc)
+            await self._input_changed(job, exc)
             return None
         except AlreadyFinished:
             self.busy.discard(job.record.rel)
@@ -214,11 +214,11 @@ class Dispatcher:
             return
         self._later(delay, again)
 
-    def _input_changed(self, job: Job, exc: InputChanged) -> None:
+    async def _input_changed(self, job: Job, exc: InputChanged) -> None:
         rel = job.record.rel
         self.busy.discard(rel)
         if exc.vanished:
-            self.journal.finish(job.record.id, "gone")
+            await asyncio.to_thread(self.journal.finish, job.record.id, "gone")
             log.warning("file.vanished", path=str(rel), reason="deleted before its outcome")
         else:
             log.warning("file.changed", path=str(rel), reason="modified or replaced during OCR")

@@ -7,7 +7,7 @@ a filesystem path or an abstract ``@name``; ``WATCHDOG_USEC``; ``WATCHDOG_PID``)
 send is logged as a warning and never raised: losing a status line must not stop OCR.
 
 Worker processes must never see these variables (a worker could otherwise send READY or keep a
-hung daemon's watchdog alive): the pool spawns them with `scrub_environment(os.environ)`.
+hung daemon's watchdog alive): the pool hides them while it spawns one (`pool._start_with_env`).
 """
 
 from __future__ import annotations

@@ -88,7 +88,6 @@ class InboxWatcher:
         self.is_busy = is_busy
         self._wake = asyncio.Event()
         self._skipped: set[PurePosixPath] = set()
-        self.watching = False
         self.scanning = False
         self.polling = self._choose_polling()
 
@@ -186,7 +185,6 @@ class InboxWatcher:
             inbox_st = self.config.inbox.stat()
             inode = (inbox_st.st_dev, inbox_st.st_ino)  # a remounted tmpfs root is inode 1 again
             try:
-                self.watching = True
                 async for changes in watchfiles.awatch(
                     self.config.inbox, watch_filter=None, stop_event=stop, debounce=400, step=50,
                     force_polling=self.polling, poll_delay_ms=500, recursive=True,
@@ -198,8 +196,6 @@ class InboxWatcher:
                         break
             except (FileNotFoundError, RuntimeError, OSError) as exc:
                 log.error("watcher.error", error=str(exc))
-            finally:
-                self.watching = False
             if not stop.is_set():
                 log.warning("watcher.restarting", inbox=str(self.config.inbox))
                 await asyncio.sleep(1.0)
@@ -239,9 +235,9 @@ class InboxWatcher:
 
     async def _check_settled(self, rel: PurePosixPath) -> None:
         entry = self.settler.pending.get(rel)
-        st = fsops.lstat_in(self.config.inbox, rel)
         if entry is None:
             return
+        st = fsops.lstat_in(self.config.inbox, rel)
         if st is None or not self._consider(rel, st):
             del self.settler.pending[rel]
             return

@@ -28,7 +28,6 @@ from ocr_daemon.seam import Engine, EngineInfo, OcrResult, load_engine
 @dataclass(frozen=True)
 class Ready:
     info: EngineInfo
-    warm_up_chars: int
 
 
 @dataclass(frozen=True)
@@ -51,8 +50,8 @@ def serve(conn: Connection, config: Config) -> None:
     try:
         engine = load_engine(config)
         _ignore_signals()  # again: importing the engine's runtime installs its own SIGTERM handler
-        warm = engine.warm_up()
-        conn.send(Ready(engine.info(), warm.chars))
+        engine.warm_up()
+        conn.send(Ready(engine.info()))
     except OcrDaemonError as exc:
         conn.send(Failed(-1, exc))
         return
