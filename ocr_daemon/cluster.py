@@ -19,7 +19,7 @@ import json
 import os
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -48,7 +48,6 @@ if TYPE_CHECKING:
 __all__ = ["Coordinator", "RemoteSlot", "check"]  # check: for `ocr-daemon check`
 log = structlog.get_logger()
 REMEMBERED_IDS = 10_000
-CLOSE_STEP_SECONDS = 5.0
 
 
 @dataclass
@@ -56,7 +55,7 @@ class Waiter:
     future: asyncio.Future[wire.ResultMessage]
     seq: int = 0
     message: Msg | None = None  # the result's message, acked only once the outcome is committed
-    extra: dict[str, Any] = field(default_factory=dict)
+    consumed: bool = False  # a re-published job a worker already took (its result may be gone)
 
 
 class RemoteSlot(Slot):
@@ -189,14 +188,9 @@ class Coordinator:
         for task in self._tasks:
             task.cancel()
         if self._tasks:
-            await asyncio.wait(self._tasks, timeout=CLOSE_STEP_SECONDS)
+            await asyncio.wait(self._tasks, timeout=wire.CLOSE_SECONDS)
         if self._nc is not None:
-            try:
-                await asyncio.wait_for(self._nc.close(), timeout=CLOSE_STEP_SECONDS)
-            except TimeoutError:
-                log.warning("cluster.close_timeout", seconds=CLOSE_STEP_SECONDS)
-            except wire.transport_errors():
-                pass
+            await wire.close(self._nc)
         log.info("cluster.closed", coordinator=self.id, **self.counts)
 
     # -- jobs ---------------------------------------------------------------------------------
@@ -219,7 +213,7 @@ class Coordinator:
                                       None, data, settings)  # fmt: skip
                 object_key = await self._publish(job, path, waiter)
             limit = self.settings.max_deliver * (timeout_s + self.settings.ack_wait_seconds)
-            if waiter.extra.get("consumed"):
+            if waiter.consumed:
                 limit = min(limit, 2 * self.settings.ack_wait_seconds + 5)
             reply = await self._await_result(msg_id, waiter, limit, str(path))
             if waiter.message is not None:
@@ -246,7 +240,7 @@ class Coordinator:
             raise ClusterNoResult(f"cannot publish the job: {exc!r}", str(path)) from None
         waiter.seq = ack.seq
         if ack.duplicate:
-            waiter.extra["consumed"] = not await self._still_queued(ack.seq)
+            waiter.consumed = not await self._still_queued(ack.seq)
         self.counts["published"] += 0 if ack.duplicate else 1
         log.info(
             "job.published", path=str(path), msg_id=msg_id, seq=ack.seq,

@@ -5,7 +5,6 @@ Re-exported as `cluster.check`."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 from enum import Enum
 from typing import TYPE_CHECKING, Any, Literal
@@ -45,8 +44,7 @@ async def _check(settings: ClusterSettings) -> list[CheckResult]:
     except wire.transport_errors() as exc:
         lines.append(("FAIL", f"JetStream: {exc!r}", ExitCode.UNAVAILABLE))
     finally:
-        with contextlib.suppress(*wire.transport_errors()):
-            await nc.close()
+        await wire.close(nc)
     return lines
 
 

@@ -11,7 +11,6 @@ rebuilt as the same `OcrDaemonError` class where this package defines it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import json
 import os
@@ -35,6 +34,7 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger()
 MSG_ID = "Nats-Msg-Id"
+CLOSE_SECONDS = 5.0  # each step of closing a connection
 _TOKEN = re.compile(r"[^A-Za-z0-9_-]")
 
 
@@ -100,8 +100,7 @@ async def connect(settings: ClusterSettings, name: str, unit_hint: str = "") -> 
             error_cb=on_error, disconnected_cb=on_disconnect, reconnected_cb=on_reconnect,
         ), timeout=deadline_s)  # fmt: skip
     except transport_errors() as exc:
-        with contextlib.suppress(*transport_errors()):
-            await nc.close()
+        await close(nc)
         why = failures[-1] if failures else repr(exc)
         hint = unit_hint if os.environ.get("INVOCATION_ID") else ""
         raise ClusterUnavailable(
@@ -109,6 +108,17 @@ async def connect(settings: ClusterSettings, name: str, unit_hint: str = "") -> 
         ) from None
     connected = True
     return nc
+
+
+async def close(nc: Client) -> None:
+    """Disconnect within `CLOSE_SECONDS`, whatever the broker or the client library does, so no
+    shutdown (daemon, worker host, ``check``) ever waits on them."""
+    try:
+        await asyncio.wait_for(nc.close(), timeout=CLOSE_SECONDS)
+    except TimeoutError:  # before transport_errors(), which includes it
+        log.warning("cluster.close_timeout", seconds=CLOSE_SECONDS)
+    except transport_errors():
+        pass
 
 
 def expected_streams(settings: ClusterSettings) -> dict[str, Any]:

@@ -82,6 +82,8 @@ class WorkerHost:
     async def run(self) -> int:
         nc: Client | None = None
         self.tmp = Path(tempfile.mkdtemp(prefix="ocr-worker-"))
+        for slot in self.pool.slots:
+            self._slot_folder(slot).mkdir()
         try:
             info = await self.pool.start()
             nc = await wire.connect(self.settings, f"ocr-worker-{self.id}")
@@ -102,8 +104,7 @@ class WorkerHost:
             return int(exc.exit_code)
         finally:
             if nc is not None:
-                with contextlib.suppress(*wire.transport_errors()):  # TimeoutError among them
-                    await asyncio.wait_for(nc.close(), timeout=5.0)
+                await wire.close(nc)
             await self.pool.close(grace_s=0 if self.force.is_set() else 5.0)
             shutil.rmtree(self.tmp, ignore_errors=True)
             log.info("worker_host.stopped", worker=self.id, **self.counts)
@@ -203,14 +204,15 @@ class WorkerHost:
         """The scan as a file for the engine, in the slot's own folder (one job at a time each),
         under the job's name. Small scans are written in place: a trip to a thread costs more
         (~0.5-1 ms measured on 2 busy cores) than writing a few hundred kB."""
-        folder = self.tmp / f"slot-{slot.index}"
-        folder.mkdir(exist_ok=True)
-        path = folder / os.fsdecode(os.fsencode(job.name).replace(b"/", b"_"))
+        path = self._slot_folder(slot) / os.fsdecode(os.fsencode(job.name).replace(b"/", b"_"))
         if len(data) <= INLINE_WRITE_BYTES:
             path.write_bytes(data)
         else:
             await asyncio.to_thread(path.write_bytes, data)
         return path
+
+    def _slot_folder(self, slot: Slot) -> Path:
+        return self.tmp / f"slot-{slot.index}"
 
     async def _fetch_object(self, key: str) -> bytes | None:
         assert self._js is not None
