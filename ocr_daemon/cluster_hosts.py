@@ -60,13 +60,14 @@ class HostRegistry:
         stale_s = 3 * self.settings.heartbeat_seconds
         for key, (revision, beat) in beats.items():
             seen = self.seen.get(key)
-            if seen is None or not seen.alive:
-                self.seen[key] = seen = seen or WorkerSeen(revision, now, beat)
-                seen.alive, seen.revision, seen.changed_at = True, revision, now
+            if seen is not None and revision == seen.revision:
+                continue  # no heartbeat since the last look (a lost host's key can linger)
+            joined = seen is None or not seen.alive
+            seen = self.seen.setdefault(key, WorkerSeen(revision, now, beat))
+            seen.alive, seen.revision, seen.changed_at, seen.beat = True, revision, now, beat
+            if joined:
                 log.info("worker.joined", worker=key, slots=beat.get("slots"),
                          engine=beat.get("engine", {}).get("name"))  # fmt: skip
-            elif revision != seen.revision:
-                seen.revision, seen.changed_at, seen.beat = revision, now, beat
         for key, seen in self.seen.items():
             if seen.alive and now - seen.changed_at > stale_s:  # kv.keys() can miss a key
                 seen.alive = False
