@@ -90,8 +90,9 @@ def _tesseract(config: Config) -> CheckLine:
         return CheckLine("FAIL", f"tesserocr not importable: {exc}", ExitCode.UNAVAILABLE)
     tessdata = languages.find_tessdata(config.tesseract.tessdata_dir)
     installed = languages.installed_tesseract(tessdata)
-    needed = {"osd"} if any(c.orientation for c, _ in rules.effective_configs(config)) else set()
-    for effective, _ in rules.effective_configs(config):
+    effective_configs = [effective for effective, _ in rules.effective_configs(config)]
+    needed = {"osd"} if any(c.orientation for c in effective_configs) else set()
+    for effective in effective_configs:
         if effective.engine == "tesseract":
             needed.update(languages.tesseract_names(effective.languages))
     text = f"tesseract {version}: data in {tessdata}, languages installed: {', '.join(installed)}"

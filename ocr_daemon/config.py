@@ -237,9 +237,9 @@ def _check_engines(config: Config, where: str) -> None:
     offline here; otherwise a `ConfigError` now rather than a failed file later."""
     tessdata = langs.find_tessdata(config.tesseract.tessdata_dir)
     resources = config.state_dir / "aspose"
+    osd_missing = langs.missing_for_tesseract([langs.OSD_MODEL], tessdata)
     for effective, rule in effective_configs(config):
         problem = _engine_problem(effective, tessdata, resources)
-        osd_missing = langs.missing_for_tesseract([langs.OSD_MODEL], tessdata)
         if problem is None and effective.orientation and osd_missing:
             problem = (
                 f"orientation = true needs Tesseract's osd.traineddata, not found in "
@@ -261,10 +261,11 @@ def _engine_problem(config: Config, tessdata: Path | None, resources: Path) -> s
     problem = (
         None if explicit else langs.check_for_engine(engine, config.languages, tessdata, resources)
     )
-    return problem or _aspose_mode_problem(config.aspose, resources)
+    return problem or aspose_mode_problem(config.aspose, resources)
 
 
-def _aspose_mode_problem(aspose: AsposeSettings, resources: Path) -> str | None:
+def aspose_mode_problem(aspose: AsposeSettings, resources: Path) -> str | None:
+    """Why `aspose.detect_areas_mode` cannot work offline with the models in `resources`."""
     model = langs.ASPOSE_MODE_MODELS.get(aspose.detect_areas_mode.upper())
     if model is None or (resources / model).is_file():
         return None

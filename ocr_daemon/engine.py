@@ -26,7 +26,7 @@ from typing import Any
 from PIL import Image, ImageDraw, ImageFont
 
 from ocr_daemon import images, languages, orientation, pdfpages, runtime
-from ocr_daemon.config import AsposeSettings, Config
+from ocr_daemon.config import AsposeSettings, Config, aspose_mode_problem
 from ocr_daemon.errors import (
     ConfigError,
     CorruptInput,
@@ -45,8 +45,6 @@ PACKAGE = "aspose-ocr-python-net"
 WARM_UP_LINES = ("The quick brown fox jumps over the lazy dog", "Pack my box with five dozen jugs")
 WARM_UP_PREFIX = "The quick brown"  # evaluation mode returns 'The quick brown fo'
 TRIAL_CHARS_PER_PAGE = 300
-# Measured with downloads off: only LEAN and UNIVERSAL work without a model file.
-MODE_MODELS = languages.ASPOSE_MODE_MODELS
 _CORRUPT_MARKERS = (
     "InvalidPdfFileFormatException",
     "Startxref",
@@ -197,14 +195,9 @@ class AsposeEngine:
         mode = _enum(
             self._ocr.DetectAreasMode, settings.detect_areas_mode, "detect_areas_mode", where
         )
-        model = MODE_MODELS.get(settings.detect_areas_mode.upper())
-        if model and not (self._resources_dir / model).is_file():
-            raise ConfigError(
-                f"key 'aspose.detect_areas_mode' = {settings.detect_areas_mode!r} needs the model "
-                f"{model}, which is not in {self._resources_dir} (automatic downloads are off); "
-                "use LEAN or UNIVERSAL, or provision the model there",
-                where,
-            )
+        problem = aspose_mode_problem(settings, self._resources_dir)
+        if problem:
+            raise ConfigError(problem, where)
         recognition.detect_areas_mode = mode
         return recognition
 

@@ -24,7 +24,7 @@ from ocr_daemon.errors import EngineUnavailable
 MIN_CONFIDENCE = 6.0
 MAX_OSD_SIDE_PX = 2400  # OSD needs no more; larger pages are scaled down for detection only
 
-_apis: dict[Path, Any] = {}
+_apis: dict[Path | None, Any] = {}
 
 
 def as_configured(page: Image.Image, config: Config) -> Image.Image:
@@ -62,16 +62,22 @@ def _for_detection(page: Image.Image) -> Image.Image:
 
 
 def _osd_api(tessdata_dir: Path | None) -> Any:
+    """The process's OSD instance for `tessdata_dir`, built at first use (looking for the data
+    once, not on every page)."""
+    if tessdata_dir not in _apis:
+        _apis[tessdata_dir] = _build_osd_api(tessdata_dir)
+    return _apis[tessdata_dir]
+
+
+def _build_osd_api(tessdata_dir: Path | None) -> Any:
     tessdata = languages.find_tessdata(tessdata_dir)
     if tessdata is None or languages.missing_for_tesseract([languages.OSD_MODEL], tessdata):
         raise EngineUnavailable(
             f"page orientation needs Tesseract's osd.traineddata (looked in "
             f"{tessdata or 'no tessdata folder'}); run `make setup` or set orientation = false"
         )
-    if tessdata not in _apis:
-        import tesserocr  # noqa: PLC0415 - only in processes that recognise
+    import tesserocr  # noqa: PLC0415 - only in processes that recognise
 
-        _apis[tessdata] = tesserocr.PyTessBaseAPI(
-            path=f"{tessdata}/", lang=languages.OSD_MODEL, psm=tesserocr.PSM.OSD_ONLY
-        )
-    return _apis[tessdata]
+    return tesserocr.PyTessBaseAPI(
+        path=f"{tessdata}/", lang=languages.OSD_MODEL, psm=tesserocr.PSM.OSD_ONLY
+    )

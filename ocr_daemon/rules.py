@@ -60,6 +60,10 @@ class Rule:
     def describe(self) -> str:
         return f"rules[{self.number}] (match = {self.match!r})"
 
+    def apply(self, config: Config) -> Config:
+        """`config` with this rule's keys set (the keys it does not set keep their values)."""
+        return dataclasses.replace(config, **dict(self.overrides))
+
 
 @dataclass(frozen=True)
 class EngineSettings:
@@ -144,12 +148,12 @@ def config_for(config: Config, rel: PurePosixPath | str) -> tuple[Config, Rule |
     rule = matching_rule(config, rel)
     if rule is None:
         return config, None
-    return dataclasses.replace(config, **dict(rule.overrides)), rule
+    return rule.apply(config), rule
 
 
 def effective_configs(config: Config) -> list[tuple[Config, Rule | None]]:
     """The defaults and each rule's merged config: everything the daemon may run with."""
-    merged = [(dataclasses.replace(config, **dict(r.overrides)), r) for r in config.rules]
+    merged = [(rule.apply(config), rule) for rule in config.rules]
     return [(config, None), *merged]
 
 

@@ -33,15 +33,12 @@ class TesseractEngine:
         self._config = config
         self._tessdata = languages.find_tessdata(config.tesseract.tessdata_dir)
         self._lang = languages.tesseract_lang(config.languages)
-        missing = languages.missing_for_tesseract(config.languages, self._tessdata)
-        if missing or self._tessdata is None:
-            raise ConfigError(
-                languages.check_for_engine(
-                    "tesseract", config.languages, self._tessdata, config.state_dir
-                )
-                or "no tessdata folder found",
-                str(config.source) if config.source else None,
-            )
+        problem = languages.check_for_engine(
+            "tesseract", config.languages, self._tessdata, config.state_dir
+        )
+        if problem or self._tessdata is None:
+            where = str(config.source) if config.source else None
+            raise ConfigError(problem or "no tessdata folder found", where)
         try:
             self._api = tesserocr.PyTessBaseAPI(
                 path=f"{self._tessdata}/", lang=self._lang, psm=tesserocr.PSM.AUTO
