@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -13,7 +13,6 @@ from tests.harness import DaemonProcess
 
 FONT_FILE = Path(sys.prefix) / "native" / "fonts" / "DejaVuSans.ttf"
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus" / "real"
-RenderPage = Callable[..., Image.Image]
 
 
 def render_page(
@@ -28,11 +27,6 @@ def render_page(
     for number, line in enumerate(lines):
         draw.text((40, 40 + int(number * font_size * 1.6)), line, fill="black", font=font)
     return page
-
-
-@pytest.fixture(name="render_page")
-def render_page_fixture() -> RenderPage:
-    return render_page
 
 
 @pytest.fixture

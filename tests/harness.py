@@ -119,9 +119,11 @@ class DaemonProcess:
         self.log.close()
         return code
 
-    def events(self) -> list[dict[str, object]]:
+    def events(self, name: str | None = None) -> list[dict[str, object]]:
+        """The JSON log lines so far; only events called `name` when given."""
         lines = (self.root / "daemon.log").read_text(errors="replace").splitlines()
-        return [json.loads(line) for line in lines if line.startswith("{")]
+        found = [json.loads(line) for line in lines if line.startswith("{")]
+        return [e for e in found if name is None or e["event"] == name]
 
     def stop(self) -> None:
         if self.proc.poll() is None:

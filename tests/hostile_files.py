@@ -243,12 +243,3 @@ def read_at(root: bytes, rel: bytes) -> bytes | None:
         return None
     with os.fdopen(handle, "rb") as fh:
         return fh.read()
-
-
-def names_in(root: bytes, rel_dir: bytes) -> list[bytes]:
-    parts = [p for p in rel_dir.split(b"/") if p]
-    try:
-        with dir_fd(root, parts, create=False) as fd:
-            return sorted(os.fsencode(name) for name in os.listdir(fd))
-    except (FileNotFoundError, NotADirectoryError):
-        return []

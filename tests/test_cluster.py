@@ -109,6 +109,13 @@ def start_workers(lab: Lab, root: Path, workers: int = 1, **extra: Any) -> list[
     return nodes
 
 
+def run_coordinator(lab: Lab, config: Path) -> Node:
+    """`ocr-daemon run` as the coordinator, once it has started (workers warm, scan under way)."""
+    coordinator = Node(lab, None, "run", config, "coordinator")
+    wait_for(lambda: coordinator.events("daemon.started"), timeout=60)
+    return coordinator
+
+
 def assert_exactly_once(root: Path, names: list[str]) -> None:
     expected = sorted(n.rsplit(".", 1)[0] + ".txt" for n in names)
     assert files_under(root / "outbox") == expected, "one sidecar per input, none numbered"
@@ -174,8 +181,7 @@ def test_host_killed_mid_job_the_job_is_redelivered(
     lab = lab_factory(2)
     workers = start_workers(lab, tmp_path)
     config = coordinator_config(tmp_path, lab)
-    coordinator = Node(lab, None, "run", config, "coordinator")
-    wait_for(lambda: coordinator.events("daemon.started"), timeout=60)
+    coordinator = run_coordinator(lab, config)
     (tmp_path / "inbox/slow-victim.png").write_bytes(b"takes two seconds")
     victim = host_that_received(workers, msg_id_of(coordinator, "slow-victim.png"))
 
@@ -198,8 +204,7 @@ def test_partitioned_host_heals_and_its_late_result_is_dropped(
     lab = lab_factory(2)
     workers = start_workers(lab, tmp_path, ack_wait_seconds=1.0)
     config = coordinator_config(tmp_path, lab, ack_wait_seconds=1.0)
-    coordinator = Node(lab, None, "run", config, "coordinator")
-    wait_for(lambda: coordinator.events("daemon.started"), timeout=60)
+    coordinator = run_coordinator(lab, config)
     (tmp_path / "inbox/slow-zombie.png").write_bytes(b"two seconds")
     zombie = host_that_received(workers, msg_id_of(coordinator, "slow-zombie.png"))
 
@@ -243,8 +248,7 @@ def test_broker_killed_and_restarted_mid_batch_exactly_once(
     lab = lab_factory(2)
     workers = start_workers(lab, tmp_path)
     config = coordinator_config(tmp_path, lab, slots=2)
-    coordinator = Node(lab, None, "run", config, "coordinator")
-    wait_for(lambda: coordinator.events("daemon.started"), timeout=60)
+    coordinator = run_coordinator(lab, config)
     names = [f"slow-{i}.png" for i in range(2)] + [f"b{i:02}.png" for i in range(30)]
     for name in names[:2]:
         (tmp_path / "inbox" / name).write_bytes(name.encode())
@@ -285,8 +289,7 @@ def test_delivery_limit_exhausted_fails_the_input(
     lab = lab_factory(2)
     workers = start_workers(lab, tmp_path, ack_wait_seconds=1.0, max_deliver=1)
     config = coordinator_config(tmp_path, lab, ack_wait_seconds=1.0, max_deliver=1)
-    coordinator = Node(lab, None, "run", config, "coordinator")
-    wait_for(lambda: coordinator.events("daemon.started"), timeout=60)
+    coordinator = run_coordinator(lab, config)
     (tmp_path / "inbox/slow-stranded.png").write_bytes(b"its host dies")
     victim = host_that_received(workers, msg_id_of(coordinator, "slow-stranded.png"))
 

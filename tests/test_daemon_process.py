@@ -178,7 +178,7 @@ def test_sigusr1_dumps_threads_and_tasks_and_changes_nothing(
 
     for pid in [daemon.proc.pid, *workers]:
         os.kill(pid, signal.SIGUSR1)
-    dumped = wait_for(lambda: [e for e in daemon.events() if e["event"] == "process.tasks"])
+    dumped = wait_for(lambda: daemon.events("process.tasks"))
 
     tasks = dumped[0]["tasks"]
     assert {"tick", "dispatch-0", "dispatch-1", "settle"} <= set(tasks), tasks

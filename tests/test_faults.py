@@ -37,6 +37,7 @@ from tests.harness import (
     files_under,
     make_config,
     run_once,
+    start,
     subprocess_env,
     wait_for,
     write_config,
@@ -47,24 +48,6 @@ pytestmark = pytest.mark.slow
 NOBODY = 65534
 SYSTEM_PYTHON = Path(f"/usr/bin/python{sys.version_info.major}.{sys.version_info.minor}")
 FOLDERS = ("inbox", "outbox", "processed", "failed", "state")
-
-
-@pytest.fixture
-def daemons() -> Iterator[list[DaemonProcess]]:
-    started: list[DaemonProcess] = []
-    yield started
-    for daemon in started:
-        daemon.stop()
-
-
-def launch(started: list[DaemonProcess], config: Path, command: str = "run") -> DaemonProcess:
-    daemon = DaemonProcess(config, command)
-    started.append(daemon)
-    return daemon
-
-
-def events(daemon: DaemonProcess, name: str) -> list[dict[str, object]]:
-    return [e for e in daemon.events() if e["event"] == name]
 
 
 def worker_pids(daemon: DaemonProcess, *, busy: bool | None = None) -> list[int]:
@@ -87,9 +70,9 @@ def sidecar(root: Path, name: str) -> Path:
 
 
 def test_idle_workers_killed_by_pid_are_replaced_on_the_next_job(
-    tmp_path: Path, daemons: list[DaemonProcess]
+    tmp_path: Path, daemon_factory: list[DaemonProcess]
 ) -> None:
-    daemon = launch(daemons, write_config(tmp_path))
+    daemon = start(daemon_factory, write_config(tmp_path))
     daemon.wait_running()
     pids = wait_for(lambda: len(worker_pids(daemon, busy=False)) == 2 and worker_pids(daemon))
     for pid in pids:
@@ -100,8 +83,8 @@ def test_idle_workers_killed_by_pid_are_replaced_on_the_next_job(
     wait_for(
         lambda: sidecar(tmp_path, "one.png").exists() and sidecar(tmp_path, "two.png").exists()
     )
-    assert not events(daemon, "file.retry"), "an idle worker's death costs no attempt"
-    replaced = events(daemon, "worker.replacing")
+    assert not daemon.events("file.retry"), "an idle worker's death costs no attempt"
+    replaced = daemon.events("worker.replacing")
     assert {e["reason"] for e in replaced} == {"restarted"} and len(replaced) >= 1
     daemon.signal(signal.SIGTERM)
     assert daemon.wait() == 0
@@ -109,16 +92,16 @@ def test_idle_workers_killed_by_pid_are_replaced_on_the_next_job(
 
 
 def test_busy_worker_killed_by_pid_is_retried_once(
-    tmp_path: Path, daemons: list[DaemonProcess]
+    tmp_path: Path, daemon_factory: list[DaemonProcess]
 ) -> None:
-    daemon = launch(daemons, write_config(tmp_path, settle_seconds=0.2))
+    daemon = start(daemon_factory, write_config(tmp_path, settle_seconds=0.2))
     daemon.wait_running()
     drop(tmp_path, "slow-victim.png")
     busy = wait_for(lambda: worker_pids(daemon, busy=True), interval=0.02)
     os.kill(busy[0], signal.SIGKILL)
 
     wait_for(sidecar(tmp_path, "slow-victim.png").exists)
-    retry = events(daemon, "file.retry")
+    retry = daemon.events("file.retry")
     assert [(e["reason"], e["attempt"]) for e in retry] == [("worker_crashed", 1)]
     assert "SIGKILL" in str(retry[0]["error"])
     daemon.signal(signal.SIGTERM)
@@ -128,32 +111,33 @@ def test_busy_worker_killed_by_pid_is_retried_once(
 
 
 def test_frozen_worker_sigstop_times_out_and_is_replaced(
-    tmp_path: Path, daemons: list[DaemonProcess]
+    tmp_path: Path, daemon_factory: list[DaemonProcess]
 ) -> None:
-    daemon = launch(daemons, write_config(tmp_path, settle_seconds=0.2, ocr_timeout_seconds=5))
+    config = write_config(tmp_path, settle_seconds=0.2, ocr_timeout_seconds=5)
+    daemon = start(daemon_factory, config)
     daemon.wait_running()
     drop(tmp_path, "slow-frozen.png")
     busy = wait_for(lambda: worker_pids(daemon, busy=True), interval=0.02)
     os.kill(busy[0], signal.SIGSTOP)
 
     wait_for(sidecar(tmp_path, "slow-frozen.png").exists, timeout=60)
-    assert [e["reason"] for e in events(daemon, "file.retry")] == ["timeout"]
+    assert [e["reason"] for e in daemon.events("file.retry")] == ["timeout"]
     daemon.signal(signal.SIGTERM)
     assert daemon.wait() == 0
     assert files_under(tmp_path / "outbox") == ["slow-frozen.txt"]
 
 
 def test_engine_that_cannot_restart_makes_the_daemon_exit_69(
-    tmp_path: Path, daemons: list[DaemonProcess]
+    tmp_path: Path, daemon_factory: list[DaemonProcess]
 ) -> None:
     config = write_config(tmp_path, settle_seconds=0.2, engine="tests.fault_engine:FaultEngine")
-    daemon = launch(daemons, config)
+    daemon = start(daemon_factory, config)
     daemon.wait_running()
     (tmp_path / "state" / BROKEN_MARKER).touch()
     drop(tmp_path, "oom-kills-its-worker.png")
 
     assert daemon.wait(timeout=60) == 69
-    fatal = events(daemon, "daemon.fatal")
+    fatal = daemon.events("daemon.fatal")
     assert fatal and fatal[0]["reason"] == "engine_unavailable"
     assert files_under(tmp_path / "inbox") == ["oom-kills-its-worker.png"], "the input stays"
 
@@ -187,7 +171,7 @@ def check_exactly_once(root: Path, inputs: dict[str, bytes]) -> None:
 
 
 def test_sigkill_at_random_points_20_rounds_exactly_once_after_each(
-    tmp_path: Path, daemons: list[DaemonProcess]
+    tmp_path: Path, daemon_factory: list[DaemonProcess]
 ) -> None:
     config = write_config(tmp_path, settle_seconds=0.1)
     rng = random.Random(20)
@@ -202,7 +186,7 @@ def test_sigkill_at_random_points_20_rounds_exactly_once_after_each(
     add("start", 100)
     for round_no in range(20):
         add(f"r{round_no:02}", 10)
-        daemon = launch(daemons, config)
+        daemon = start(daemon_factory, config)
         daemon.wait_running()
         rng_delay = rng.uniform(0.0, 0.5)
         with contextlib.suppress(subprocess.TimeoutExpired):
@@ -211,7 +195,7 @@ def test_sigkill_at_random_points_20_rounds_exactly_once_after_each(
         daemon.wait()
         check_exactly_once(tmp_path, inputs)
 
-    final = launch(daemons, config, command="once")
+    final = start(daemon_factory, config, command="once")
     assert final.wait(timeout=120) == 0
     check_exactly_once(tmp_path, inputs)
     assert files_under(tmp_path / "inbox") == []
@@ -247,15 +231,15 @@ def fill(folder: Path) -> Path:
 
 
 def test_outbox_full_then_space_freed_completes_the_file(
-    tmp_path: Path, daemons: list[DaemonProcess]
+    tmp_path: Path, daemon_factory: list[DaemonProcess]
 ) -> None:
     config = write_config(tmp_path, settle_seconds=0.2)
     with tmpfs(tmp_path / "outbox", "64k") as outbox:
         filler = fill(outbox)
-        daemon = launch(daemons, config)
+        daemon = start(daemon_factory, config)
         daemon.wait_running()
         drop(tmp_path, "scan.png")
-        retry = wait_for(lambda: events(daemon, "file.retry"))
+        retry = wait_for(lambda: daemon.events("file.retry"))
         assert retry[0]["reason"] == "output_unwritable"
         assert "No space left on device" in str(retry[0]["error"])
         assert files_under(tmp_path / "inbox") == ["scan.png"], "the input waits in the inbox"
@@ -310,18 +294,18 @@ def give_to_nobody(root: Path, *folders: str) -> None:
 
 @pytest.mark.parametrize("folder", ["outbox", "failed"])
 def test_unwritable_output_folder_then_fixed_completes_the_file(
-    world_root: Path, daemons: list[DaemonProcess], folder: str
+    world_root: Path, daemon_factory: list[DaemonProcess], folder: str
 ) -> None:
     config = write_config(world_root, settle_seconds=0.2)
     give_to_nobody(world_root, *(f for f in FOLDERS if f != folder))
     (world_root / folder).mkdir(mode=0o755)  # root's: nobody may not write here
     daemon = UnprivilegedDaemon(config)
-    daemons.append(daemon)
+    daemon_factory.append(daemon)
     daemon.wait_running()
     assert daemon.status().get("state") == "running"
     name = "scan.png" if folder == "outbox" else "corrupt.png"
     drop(world_root, name)
-    retry = wait_for(lambda: events(daemon, "file.retry"))
+    retry = wait_for(lambda: daemon.events("file.retry"))
     assert retry[0]["reason"] == "output_unwritable"
     assert "Permission denied" in str(retry[0]["error"])
     assert files_under(world_root / "inbox") == [name]
@@ -343,29 +327,29 @@ def test_unwritable_output_folder_then_fixed_completes_the_file(
 
 
 def test_inbox_deleted_and_recreated_while_running(
-    tmp_path: Path, daemons: list[DaemonProcess]
+    tmp_path: Path, daemon_factory: list[DaemonProcess]
 ) -> None:
-    daemon = launch(daemons, write_config(tmp_path, settle_seconds=0.2))
+    daemon = start(daemon_factory, write_config(tmp_path, settle_seconds=0.2))
     daemon.wait_running()
     drop(tmp_path, "before.png")
     wait_for(sidecar(tmp_path, "before.png").exists)
 
     shutil.rmtree(tmp_path / "inbox")
-    wait_for(lambda: events(daemon, "inbox.missing"), timeout=30)
+    wait_for(lambda: daemon.events("inbox.missing"), timeout=30)
     (tmp_path / "inbox").mkdir()
     drop(tmp_path, "after.png")
 
     wait_for(sidecar(tmp_path, "after.png").exists, timeout=30)
-    assert events(daemon, "inbox.back")
+    assert daemon.events("inbox.back")
     daemon.signal(signal.SIGTERM)
     assert daemon.wait() == 0
 
 
 def test_inbox_recreated_before_the_watcher_notices(
-    tmp_path: Path, daemons: list[DaemonProcess]
+    tmp_path: Path, daemon_factory: list[DaemonProcess]
 ) -> None:
     """Deleted and recreated at once, with a file already in the new folder."""
-    daemon = launch(daemons, write_config(tmp_path, settle_seconds=0.2))
+    daemon = start(daemon_factory, write_config(tmp_path, settle_seconds=0.2))
     daemon.wait_running()
     fresh = tmp_path / "inbox.new"
     fresh.mkdir()
@@ -379,12 +363,12 @@ def test_inbox_recreated_before_the_watcher_notices(
 
 
 def test_inbox_tmpfs_unmounted_and_remounted_while_running(
-    tmp_path: Path, daemons: list[DaemonProcess]
+    tmp_path: Path, daemon_factory: list[DaemonProcess]
 ) -> None:
     config = write_config(tmp_path, settle_seconds=0.2)
     inbox = tmp_path / "inbox"
     with tmpfs(inbox, "1m"):
-        daemon = launch(daemons, config)
+        daemon = start(daemon_factory, config)
         daemon.wait_running()
         drop(tmp_path, "on-first-mount.png")
         wait_for(sidecar(tmp_path, "on-first-mount.png").exists)
@@ -405,11 +389,11 @@ def test_inbox_tmpfs_unmounted_and_remounted_while_running(
 
 
 def test_state_dir_full_makes_the_daemon_exit_nonzero_losing_nothing(
-    tmp_path: Path, daemons: list[DaemonProcess]
+    tmp_path: Path, daemon_factory: list[DaemonProcess]
 ) -> None:
     config = write_config(tmp_path, settle_seconds=0.2)
     with tmpfs(tmp_path / "state", "1m") as state:
-        daemon = launch(daemons, config)
+        daemon = start(daemon_factory, config)
         daemon.wait_running()
         fill(state)
         for i in range(30):
@@ -448,10 +432,10 @@ def test_damaged_journal_between_runs(tmp_path: Path, damage: str) -> None:
 
 
 def test_second_daemon_is_refused_with_75_and_leaves_the_first_alone(
-    tmp_path: Path, daemons: list[DaemonProcess]
+    tmp_path: Path, daemon_factory: list[DaemonProcess]
 ) -> None:
     config = write_config(tmp_path)
-    first = launch(daemons, config)
+    first = start(daemon_factory, config)
     first.wait_running()
     second = subprocess.run(
         [sys.executable, "-m", "ocr_daemon", "run", "--config", str(config)],
@@ -505,20 +489,20 @@ def test_crash_between_link_and_unlink_of_the_input_finishes_once(tmp_path: Path
 
 
 def test_input_move_blocked_then_fixed_leaves_exactly_one_sidecar(
-    tmp_path: Path, daemons: list[DaemonProcess]
+    tmp_path: Path, daemon_factory: list[DaemonProcess]
 ) -> None:
     """The sidecar is published, then moving the input fails: the retry finishes that outcome
     (the move) instead of committing anew under the next free sidecar name."""
     config = write_config(tmp_path, settle_seconds=0.2, retry_backoff_seconds=0.2)
-    daemon = launch(daemons, config)
+    daemon = start(daemon_factory, config)
     daemon.wait_running()
     processed = tmp_path / "processed"
     shutil.rmtree(processed, ignore_errors=True)
     processed.write_text("a file where the processed folder should be")
     drop(tmp_path, "scan.png")
-    retry = wait_for(lambda: events(daemon, "file.retry"))
+    retry = wait_for(lambda: daemon.events("file.retry"))
     assert retry[0]["reason"] == "output_unwritable"
-    wait_for(lambda: len(events(daemon, "file.retry")) >= 3)
+    wait_for(lambda: len(daemon.events("file.retry")) >= 3)
     assert files_under(tmp_path / "inbox") == ["scan.png"], "the input waits in the inbox"
 
     processed.unlink()

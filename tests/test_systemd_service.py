@@ -61,19 +61,24 @@ def box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Container]:
     container = Container(rootfs, binds)
     try:
         container.up()
-        container.run(
-            "env",
-            "PIP_NO_INDEX=1",
-            "PIP_FIND_LINKS=/wheels",
-            "bash",
-            "/src/scripts/install.sh",
-            timeout=600,
-        )
+        install(container)
         yield container
     except HarnessUnavailable as exc:
         pytest.skip(f"cannot boot a systemd container on this host: {exc}")
     finally:
         container.down()
+
+
+def install(box: Container) -> None:
+    """`scripts/install.sh` in the container, offline, from the wheels bound in."""
+    box.run(
+        "env",
+        "PIP_NO_INDEX=1",
+        "PIP_FIND_LINKS=/wheels",
+        "bash",
+        "/src/scripts/install.sh",
+        timeout=600,
+    )
 
 
 def show(box: Container, unit: str = UNIT, *props: str) -> dict[str, str]:
@@ -381,14 +386,7 @@ def test_reinstall_keeps_the_config_and_uninstall_keeps_the_data(box: Container)
     """Last in the module: it leaves the container uninstalled."""
     box.run("sh", "-c", f"echo '# edited by the admin' >> {CONFIG}")
     box.run("touch", f"{DATA}/outbox/keep-me.txt")
-    box.run(
-        "env",
-        "PIP_NO_INDEX=1",
-        "PIP_FIND_LINKS=/wheels",
-        "bash",
-        "/src/scripts/install.sh",
-        timeout=600,
-    )
+    install(box)
     assert "# edited by the admin" in box.run("cat", CONFIG).stdout
     box.run("systemctl", "enable", "--now", "ocr-daemon.service", check=False)
     out = box.run("bash", "/src/scripts/uninstall.sh").stdout
