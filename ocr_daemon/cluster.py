@@ -64,12 +64,6 @@ class RemoteSlot(Slot):
     def __init__(self, index: int, config: Config, coordinator: Coordinator) -> None:
         super().__init__(index, config)
         self.coordinator = coordinator
-        self.last_worker: str | None = None
-
-    @property
-    def pid(self) -> int | str | None:
-        """The worker host (``cluster.worker_id``) that ran this slot's last job."""
-        return self.last_worker
 
     def alive(self) -> bool:
         return self.coordinator.connected()
@@ -87,7 +81,7 @@ class RemoteSlot(Slot):
         finally:
             self.busy = False
         self.jobs_done += 1
-        self.last_worker = reply.worker_id
+        self.last_pid = reply.worker_id  # `pid`: the worker host that ran its last job
         if reply.error is not None:
             reply.error.path = str(path)
             raise reply.error

@@ -5,11 +5,11 @@ Re-exported as `cluster.check`."""
 from __future__ import annotations
 
 import asyncio
-import json
 from enum import Enum
 from typing import TYPE_CHECKING, Any, Literal
 
 from ocr_daemon import cluster_wire as wire
+from ocr_daemon.cluster_hosts import read_beats
 from ocr_daemon.config import ClusterSettings, Config
 from ocr_daemon.errors import ClusterUnavailable, ExitCode
 
@@ -87,20 +87,13 @@ def _settings_line(what: str, wrong: list[str]) -> CheckResult:
 
 
 async def _check_workers(js: JetStreamContext, settings: ClusterSettings) -> CheckResult:
-    from nats.js.errors import NoKeysError  # noqa: PLC0415
-
-    try:
-        kv = await js.key_value(settings.workers_bucket)
-        keys = await kv.keys()
-    except (NoKeysError, wire.not_found_error()):
-        keys = []
-    if not keys:
+    beats = await read_beats(js, settings)
+    if not beats:
         text = f"no worker host has answered within {3 * settings.heartbeat_seconds:g} s"
         return (
             "FAIL",
             f"{text}: start `ocr-daemon worker` on at least one host",
             ExitCode.UNAVAILABLE,
         )
-    beats = [json.loads((await kv.get(key)).value or b"{}") for key in keys]
-    hosts = ", ".join(f"{b.get('worker')} ({b.get('slots')} engines)" for b in beats)
+    hosts = ", ".join(f"{b.get('worker')} ({b.get('slots')} engines)" for _, b in beats.values())
     return ("ok", f"worker hosts answering: {hosts}", OK)

@@ -40,16 +40,8 @@ class HostRegistry:
 
     async def poll(self, js: JetStreamContext) -> None:
         """Read every heartbeat in the bucket and update who is alive (a broker away: no news)."""
-        from nats.js.errors import NoKeysError  # noqa: PLC0415
-
-        beats: Beats = {}
         try:
-            kv = await js.key_value(self.settings.workers_bucket)
-            for key in await kv.keys():
-                entry = await kv.get(key)
-                beats[key] = (entry.revision or 0, json.loads(entry.value or b"{}"))
-        except NoKeysError:
-            pass
+            beats = await read_beats(js, self.settings)
         except wire.transport_errors():
             return
         self.update(beats, time.monotonic())
@@ -102,6 +94,22 @@ class HostRegistry:
     def status(self) -> dict[str, dict[str, Any]]:
         """Per-host counts for ``status.json``."""
         return {key: _host_status(seen) for key, seen in self.seen.items()}
+
+
+async def read_beats(js: JetStreamContext, settings: ClusterSettings) -> Beats:
+    """Every worker host's latest heartbeat in the workers bucket (none when it is empty or not
+    there yet); the broker's transport errors are the caller's."""
+    from nats.js.errors import NoKeysError  # noqa: PLC0415
+
+    beats: Beats = {}
+    try:
+        kv = await js.key_value(settings.workers_bucket)
+        for key in await kv.keys():
+            entry = await kv.get(key)
+            beats[key] = (entry.revision or 0, json.loads(entry.value or b"{}"))
+    except (NoKeysError, wire.not_found_error()):
+        pass
+    return beats
 
 
 def _host_status(seen: WorkerSeen) -> dict[str, Any]:

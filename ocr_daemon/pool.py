@@ -84,7 +84,7 @@ class Slot:
         self.info: EngineInfo | None = None
         self.busy = False
         self.broken = False
-        self.last_pid: int | None = None
+        self.last_pid: int | str | None = None  # a RemoteSlot's: a worker host's id
 
     @property
     def pid(self) -> int | str | None:
