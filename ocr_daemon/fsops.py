@@ -82,6 +82,20 @@ def lstat_in(root: Path, rel: PurePosixPath) -> os.stat_result | None:
         return None
 
 
+def shown(text: str) -> str:
+    """`text` as any UTF-8 writer accepts it: bytes of a non-UTF-8 name (held as surrogate
+    escapes) written ``\\xNN``, so ``caf\\xe9.png`` for the Latin-1 name; other text unchanged."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        try:
+            raw = text.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:  # a surrogate no file name made: escape it as it is
+            return text.encode("utf-8", "backslashreplace").decode("utf-8")
+        return raw.decode("utf-8", "backslashreplace")
+    return text
+
+
 def fit_name(stem: str, suffix: str) -> str:
     """``stem + suffix``, with the stem shortened so the name fits in NAME_MAX_BYTES."""
     raw_stem, raw_suffix = os.fsencode(stem), os.fsencode(suffix)

@@ -12,6 +12,8 @@ from typing import TextIO
 
 import structlog
 
+from ocr_daemon import fsops
+
 _LEVELS = {
     "debug": logging.DEBUG,
     "info": logging.INFO,
@@ -35,9 +37,23 @@ def configure_logging(
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
+            _escape_names,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[log_level]),
         logger_factory=structlog.WriteLoggerFactory(file=out),
         cache_logger_on_first_use=False,
     )
+
+
+def _escape_names(
+    _logger: object, _method: str, event: structlog.typing.EventDict
+) -> structlog.typing.EventDict:
+    """Non-UTF-8 file names (str with surrogate escapes) shown escaped, ``caf\\xe9.png``: the
+    console cannot write them and JSON would carry lone surrogates other readers reject."""
+    for key, value in event.items():
+        if isinstance(value, str):
+            event[key] = fsops.shown(value)
+        elif isinstance(value, (list, tuple)):
+            event[key] = [fsops.shown(v) if isinstance(v, str) else v for v in value]
+    return event

@@ -213,11 +213,9 @@ def _error_record(job: JobRecord, failure: Failure, moved: PurePosixPath) -> byt
         "engine": failure.engine,
         "daemon_version": metadata.version("ocr-daemon"),
     }
-    text = json.dumps(record, indent=2, ensure_ascii=False, default=str) + "\n"
-    try:
-        return text.encode()
-    except UnicodeEncodeError:  # a non-UTF-8 file name: \udcXX escapes keep its bytes
-        return (json.dumps(record, indent=2, default=str) + "\n").encode()
+    shown = {k: fsops.shown(v) if isinstance(v, str) else v for k, v in record.items()}
+    # a non-UTF-8 name written escaped (caf\\xe9.png): lone surrogates are not valid UTF-8
+    return (json.dumps(shown, indent=2, ensure_ascii=False, default=str) + "\n").encode()
 
 
 def _iso(ts: float) -> str:

@@ -15,12 +15,13 @@ import contextlib
 import os
 import stat
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 import structlog
 import watchfiles
+from watchfiles._rust_notify import WatchfilesRustInternalError
 
 from ocr_daemon import fsops
 from ocr_daemon.config import Config
@@ -29,6 +30,7 @@ from ocr_daemon.inbox import InboxFilter, remote_filesystem, scan, special_reaso
 log = structlog.get_logger()
 
 Emit = Callable[[PurePosixPath, fsops.Identity], Awaitable[None]]
+Inode = tuple[int, int]
 
 
 @dataclass
@@ -71,6 +73,7 @@ class InboxWatcher:
     """
 
     UNSETTLED_WARNING_SECONDS = 300.0
+    UNDECODABLE_PAUSE = 1.0
 
     def __init__(
         self,
@@ -88,6 +91,10 @@ class InboxWatcher:
         self.is_busy = is_busy
         self._wake = asyncio.Event()
         self._skipped: set[PurePosixPath] = set()
+        self._walks: set[asyncio.Task[None]] = set()
+        self._rescan_task: asyncio.Task[None] | None = None
+        self._rescan_wanted = False
+        self._undecodable_warned = self._undecodable_last = -1e9
         self.scanning = False
         self.polling = self._choose_polling()
 
@@ -165,40 +172,98 @@ class InboxWatcher:
                 self._wake.set()
 
     def _track_new_dir(self, rel: PurePosixPath) -> None:
-        # A folder moved into the inbox brings files the watch never saw being created.
+        # A folder moved into the inbox brings files the watch never saw being created. It is
+        # walked in a thread, in batches like `scan`: 10,000 files must not stall the loop.
+        task = asyncio.get_running_loop().create_task(self._walk_new_dir(rel))
+        self._walks.add(task)
+        task.add_done_callback(self._walks.discard)
+
+    async def _walk_new_dir(self, rel: PurePosixPath) -> None:
         now = time.monotonic()
-        for sub, st in scan(self.config.inbox / rel, self.rules):
-            if self._consider(rel / sub, st):
-                self.settler.touch(rel / sub, st, quiet_since=now)
+        entries = scan(self.config.inbox / rel, self.rules)
+        while batch := await asyncio.to_thread(_take, entries, 512):
+            for sub, st in batch:
+                if self._consider(rel / sub, st):
+                    self.settler.touch(rel / sub, st, quiet_since=now)
         self._wake.set()
 
     # -- loops ---------------------------------------------------------------------------------
 
     async def watch(self, stop: asyncio.Event) -> None:
-        """One long-lived awatch; restarted (with a rescan) if the inbox disappears and returns."""
+        """One long-lived awatch; restarted (with a rescan) if the inbox disappears and returns,
+        and at once when watchfiles cannot decode an event's path (see `_undecodable`)."""
         restarted = False
-        while not stop.is_set():
-            await self._wait_for_inbox(stop)
-            if restarted:  # a new folder (recreated, remounted): find what is already in it
-                await self.scan(trust_mtime=False)
-            restarted = True
-            inbox_st = self.config.inbox.stat()
-            inode = (inbox_st.st_dev, inbox_st.st_ino)  # a remounted tmpfs root is inode 1 again
-            try:
-                async for changes in watchfiles.awatch(
+        try:
+            while not stop.is_set():
+                await self._wait_for_inbox(stop)
+                inbox_st = self.config.inbox.stat()
+                # a remounted tmpfs root is inode 1 again:
+                inode = (inbox_st.st_dev, inbox_st.st_ino)
+                changes_iter = watchfiles.awatch(
                     self.config.inbox, watch_filter=None, stop_event=stop, debounce=400, step=50,
                     force_polling=self.polling, poll_delay_ms=500, recursive=True,
                     ignore_permission_denied=True, rust_timeout=5_000, yield_on_timeout=True,
-                ):  # fmt: skip
-                    for _change, path in changes:
-                        self.on_change(path)
-                    if not _same_dir(self.config.inbox, inode):
-                        break
-            except (FileNotFoundError, RuntimeError, OSError) as exc:
-                log.error("watcher.error", error=str(exc))
-            if not stop.is_set():
-                log.warning("watcher.restarting", inbox=str(self.config.inbox))
-                await asyncio.sleep(1.0)
+                )  # fmt: skip
+                if restarted:  # a new folder, or events lost with an undecodable batch
+                    self._rescan()  # its first step runs after `async for` below armed the watch
+                restarted = True
+                if await self._follow(changes_iter, inode) and not stop.is_set():
+                    log.warning("watcher.restarting", inbox=str(self.config.inbox))
+                    await asyncio.sleep(1.0)
+        finally:
+            if self._rescan_task is not None:
+                self._rescan_task.cancel()
+
+    async def _follow(
+        self, changes_iter: AsyncIterator[set[tuple[watchfiles.Change, str]]], inode: Inode
+    ) -> bool:
+        """Feed one awatch's events to `on_change`; True when a pause should precede a restart."""
+        try:
+            async for changes in changes_iter:
+                for _change, path in changes:
+                    self.on_change(path)
+                if not _same_dir(self.config.inbox, inode):
+                    break
+        except Exception as exc:
+            cause = _watch_error(exc)
+            if cause is None:
+                raise
+            if not _undecodable(cause):
+                log.error("watcher.error", error=str(cause))
+                return True
+            await self._undecodable_pause(cause)
+            return False
+        return True
+
+    def _rescan(self) -> None:
+        """Scan the whole inbox in a task of its own; asked again while one runs, it runs once
+        more after it (a scan is never cut short: each one's own reads can end the next watch)."""
+        self._rescan_wanted = True
+        if self._rescan_task is None or self._rescan_task.done():
+            self._rescan_task = asyncio.get_running_loop().create_task(
+                self._rescans(), name="rescan"
+            )
+
+    async def _rescans(self) -> None:
+        while self._rescan_wanted:
+            self._rescan_wanted = False
+            await self.scan(trust_mtime=False)
+
+    async def _undecodable_pause(self, cause: BaseException) -> None:
+        """One warning a minute, and at most one restart every UNDECODABLE_PAUSE seconds: a
+        folder whose name is not UTF-8 ends every new watch at once (watchfiles decodes even the
+        open events of its own crawl and of our scans), so the watch then works as a poll."""
+        now = time.monotonic()
+        if now - self._undecodable_warned >= 60.0:
+            self._undecodable_warned = now
+            log.warning(
+                "watcher.undecodable", error=str(cause),
+                action="watch restarted, the inbox rescanned to find the file",
+            )  # fmt: skip
+        wait = self._undecodable_last + self.UNDECODABLE_PAUSE - now
+        self._undecodable_last = now
+        if wait > 0:
+            await asyncio.sleep(wait)
 
     async def _wait_for_inbox(self, stop: asyncio.Event) -> None:
         warned = False
@@ -267,7 +332,27 @@ class InboxWatcher:
             log.warning("file.unsettled", path=str(rel), reason=reason, size=ident.size)
 
 
-def _same_dir(path: Path, inode: tuple[int, int]) -> bool:
+def _watch_error(exc: BaseException) -> BaseException | None:
+    """The error that ended an awatch, if it is one a restart can cure; None for anything else.
+    watchfiles raises from inside an anyio task group, so the error comes wrapped in a group."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc if isinstance(exc, (FileNotFoundError, RuntimeError, OSError)) else None
+
+
+def _undecodable(exc: BaseException) -> bool:
+    """Whether watchfiles gave up on a path that is not UTF-8 (any name Linux allows is).
+
+    Its Rust side turns each event path into a str and cannot for such a name: it records
+    "Unable to decode path ... to string", drops the rest of that batch, and its next watch call
+    raises WatchfilesRustInternalError, which ends the whole awatch (watchfiles 1.x, src/lib.rs).
+    It cannot be made to carry bytes, so the boundary is here: restart the watch at once and
+    rescan the inbox, whose walk (os.scandir with str paths) round-trips such names losslessly.
+    """
+    return isinstance(exc, WatchfilesRustInternalError) and "Unable to decode path" in str(exc)
+
+
+def _same_dir(path: Path, inode: Inode) -> bool:
     try:
         st = path.stat()
         return (st.st_dev, st.st_ino) == inode
