@@ -264,7 +264,7 @@ def test_case_outcome(batch: Batch, case: Case) -> None:
         assert detail.split()[:3] == list(case.words), detail
     if outcome.startswith("failed:"):
         assert case.message in detail, detail
-        assert os.fsdecode(case.rel) == json.loads(
+        assert case.rel.decode("utf-8", "backslashreplace") == json.loads(
             hf.read_at(_b(batch.config.failed), _record(case.rel)) or b"{}"
         ).get("file")
     if outcome == LEFT and case.rel in batch.originals:
