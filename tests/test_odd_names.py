@@ -8,17 +8,18 @@ One daemon, one batch of hostile names dropped after the watch is armed.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
 from pathlib import Path
 
 import pytest
+import structlog
 
+from ocr_daemon.logs import configure_logging
 from tests import hostile_files as hf
 from tests.harness import DaemonProcess, start, wait_for, write_config
-
-pytestmark = pytest.mark.slow
 
 NAMES = [
     b"caf\xe9.png",  # Latin-1 é
@@ -73,6 +74,7 @@ def log_events(daemon: DaemonProcess) -> list[dict[str, object]]:
     return [json.loads(line) for line in raw.splitlines() if line.strip()]
 
 
+@pytest.mark.slow
 def test_hostile_names_dropped_while_watching(tmp_path: Path, daemon_factory: list) -> None:
     config = write_config(
         tmp_path, engine="aspose", workers=2, settle_seconds=0.3, ocr_timeout_seconds=120,
@@ -117,3 +119,15 @@ def test_hostile_names_dropped_while_watching(tmp_path: Path, daemon_factory: li
 
     daemon.signal(signal.SIGTERM)
     assert daemon.wait(timeout=60) == 0
+
+
+@pytest.mark.parametrize("log_format", ["console", "json"])
+def test_a_non_utf8_name_is_logged_escaped(log_format: str) -> None:
+    raw = io.BytesIO()
+    stream = io.TextIOWrapper(raw, encoding="utf-8", write_through=True)  # strict, like stdout
+    configure_logging(log_format, "info", stream=stream)
+    try:
+        structlog.get_logger().info("file.done", path=os.fsdecode(b"caf\xe9.png"))
+    finally:
+        structlog.reset_defaults()
+    assert "caf\\xe9.png" in raw.getvalue().decode("utf-8").replace("\\\\", "\\")
