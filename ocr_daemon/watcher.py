@@ -177,6 +177,7 @@ class InboxWatcher:
         task = asyncio.get_running_loop().create_task(self._walk_new_dir(rel))
         self._walks.add(task)
         task.add_done_callback(self._walks.discard)
+        task.add_done_callback(_report_failure)
 
     async def _walk_new_dir(self, rel: PurePosixPath) -> None:
         now = time.monotonic()
@@ -243,6 +244,7 @@ class InboxWatcher:
             self._rescan_task = asyncio.get_running_loop().create_task(
                 self._rescans(), name="rescan"
             )
+            self._rescan_task.add_done_callback(_report_failure)
 
     async def _rescans(self) -> None:
         while self._rescan_wanted:
@@ -330,6 +332,12 @@ class InboxWatcher:
             entry.warned = True
             reason = "empty: waiting for content" if ident.size == 0 else "still being written"
             log.warning("file.unsettled", path=str(rel), reason=reason, size=ident.size)
+
+
+def _report_failure(task: asyncio.Task[None]) -> None:
+    """A background walk or rescan that failed: said, not lost (the periodic scan retries)."""
+    if not task.cancelled() and task.exception() is not None:
+        log.error("watcher.scan_failed", task=task.get_name(), error=repr(task.exception()))
 
 
 def _watch_error(exc: BaseException) -> BaseException | None:
