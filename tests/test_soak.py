@@ -52,6 +52,7 @@ class Case:
 class Tally:
     engine_kills: int = 0
     daemon_kills: int = 0
+    daemon_exits: int = 0
 
 
 def make_case(rng: random.Random, index: int) -> Case:
@@ -170,6 +171,10 @@ class Soak:
     def chaos(self, stop: float) -> None:
         while time.monotonic() < stop:
             time.sleep(self.rng.uniform(0.5, 4.0))
+            if self.daemon.proc.poll() is not None:  # died by itself: systemd would restart it
+                self.tally.daemon_exits += 1
+                self.restart_if_dead()
+                continue
             if self.rng.random() < 0.7:
                 pids = engine_pids(self.daemon.proc.pid)
                 if pids:
@@ -249,7 +254,8 @@ def soak(root: Path, started: list[DaemonProcess], seconds: float, **extra: obje
     patterns = {p: sum(c.pattern == p for c in run.cases) for p in PATTERNS}
     print(
         f"soak seed {seed}: {len(run.cases)} cases {patterns}, "
-        f"{run.tally.engine_kills} engine kills, {run.tally.daemon_kills} daemon kills"
+        f"{run.tally.engine_kills} engine kills, {run.tally.daemon_kills} daemon kills, "
+        f"{run.tally.daemon_exits} daemon exits on their own"
     )
     assert not found, f"seed {seed}: " + "\n".join(found[:40])
 
