@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
 from collections.abc import Callable
 from pathlib import PurePosixPath
@@ -17,6 +18,7 @@ from typing import Any
 
 import structlog
 
+from ocr_daemon import checks
 from ocr_daemon.config import Config
 from ocr_daemon.dispatch import Dispatcher, Hooks
 from ocr_daemon.errors import (
@@ -54,7 +56,9 @@ class Daemon:
         self.counts = Counts()
         self.fatal: OcrDaemonError | None = None
         self.journal = Journal(config.state_dir)
-        hooks = Hooks(fatal=self._die, changed=self._retrack, outcome=self._stop_if_done)
+        hooks = Hooks(
+            fatal=self._die, changed=self._retrack, outcome=self._stop_if_done, hold=self._resettle
+        )
         self.jobs = Dispatcher(config, self.journal, self.counts, hooks, once=once)
         self.watcher = InboxWatcher(
             config, self.jobs.enqueue, self.jobs.busy.__contains__, wait_for_content=not once
@@ -69,6 +73,7 @@ class Daemon:
 
     async def run(self) -> int:
         """Run until stopped (or, in `once` mode, until the inbox is done); returns an exit code."""
+        checks.create_folders(self.config)  # before the try: nothing started, nothing to stop
         try:
             await self._startup()
             await self._main_loop()
@@ -79,9 +84,6 @@ class Daemon:
         return int(ExitCode.FILES_FAILED if self.once and self.counts.failed else ExitCode.OK)
 
     async def _startup(self) -> None:
-        for folder in (self.config.inbox, self.config.outbox, self.config.processed,
-                       self.config.failed, self.config.state_dir):  # fmt: skip
-            folder.mkdir(parents=True, exist_ok=True)
         self.journal.open()
         self._recover()
         size, why = choose_worker_count(self.config)
@@ -196,6 +198,14 @@ class Daemon:
     def _retrack(self, rel: PurePosixPath) -> None:
         """A file changed while it was being recognised: watch it settle again."""
         self.watcher.on_change(str(self.config.inbox / rel))
+
+    def _resettle(self, rel: PurePosixPath, st: os.stat_result, due_in_seconds: float) -> None:
+        """A file whose verdict is held: it settles again, handed on in `due_in_seconds` (never
+        sooner than the settle time); a change restarts its quiet period as usual."""
+        settler = self.watcher.settler
+        quiet_since = time.monotonic() + due_in_seconds - settler.settle_seconds
+        settler.touch(rel, st, quiet_since=quiet_since)
+        self._retrack(rel)  # wakes the settle loop; a file changed since `st` starts afresh
 
     def _die(self, exc: OcrDaemonError) -> None:
         log.critical("daemon.fatal", error=str(exc), reason=exc.reason)
