@@ -18,7 +18,6 @@ from typing import Any
 
 import structlog
 
-from ocr_daemon import checks
 from ocr_daemon.config import Config
 from ocr_daemon.dispatch import Dispatcher, Hooks
 from ocr_daemon.errors import (
@@ -73,7 +72,6 @@ class Daemon:
 
     async def run(self) -> int:
         """Run until stopped (or, in `once` mode, until the inbox is done); returns an exit code."""
-        checks.create_folders(self.config)  # before the try: nothing started, nothing to stop
         try:
             await self._startup()
             await self._main_loop()
@@ -84,6 +82,9 @@ class Daemon:
         return int(ExitCode.FILES_FAILED if self.once and self.counts.failed else ExitCode.OK)
 
     async def _startup(self) -> None:
+        for folder in (self.config.inbox, self.config.outbox, self.config.processed,
+                       self.config.failed, self.config.state_dir):  # fmt: skip
+            folder.mkdir(parents=True, exist_ok=True)
         self.journal.open()
         self._recover()
         size, why = choose_worker_count(self.config)
