@@ -17,7 +17,16 @@ import pytest
 from ocr_daemon.config import Config, load_config
 from ocr_daemon.errors import ConfigError
 from tests.conftest import render_page
-from tests.harness import DaemonProcess, error_record, files_under, start, wait_for, write_config
+from tests.harness import (
+    DaemonProcess,
+    error_record,
+    files_under,
+    make_config,
+    run_once,
+    start,
+    wait_for,
+    write_config,
+)
 
 SETTLE = 0.5
 REALISTIC_GRACE = Config().corrupt_grace_seconds  # the shipped default
@@ -132,6 +141,20 @@ def test_a_file_cut_short_for_good_fails_once_the_grace_window_passed(
     assert len(deferred(daemon, "dead.png")) == 1
     assert (tmp_path / "failed/dead.png").read_bytes() == data[: len(data) // 2]
     assert files_under(tmp_path / "outbox") == []
+
+
+def test_once_waits_out_the_grace_window_before_failing_a_fresh_file(tmp_path: Path) -> None:
+    """`once` on a file that was just written and reads as corrupt (the engine double says so):
+    it holds the verdict for the window, then fails the file and exits 1, leaving nothing."""
+    config = make_config(tmp_path, settle_seconds=0.3, corrupt_grace_seconds=2.0)
+    (config.inbox / "scan-corrupt.png").write_bytes(b"\x89PNG half of a scan")
+    started = time.monotonic()
+
+    assert run_once(config) == 1
+
+    assert time.monotonic() - started >= 2.0
+    assert error_record(config, "scan-corrupt.png")["reason"] == "corrupt"
+    assert files_under(config.inbox) == []
 
 
 @pytest.mark.parametrize(
