@@ -46,7 +46,6 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger()
 INLINE_WRITE_BYTES = 1 << 20
-NAK_DELAY_SECONDS = 1.0  # a job this host could not handle waits this long before redelivery
 
 
 def run_worker(args: argparse.Namespace, config: Config) -> int:
@@ -158,21 +157,6 @@ class WorkerHost:
     # -- one job -----------------------------------------------------------------------------
 
     async def _handle(self, message: Msg, slot: Slot) -> None:
-        """Run one job; whatever goes wrong with it (a staging write, a bad message, an engine
-        that can no longer start) is logged and the job handed back to the broker for
-        redelivery at once (nak), never left to die unread in its task."""
-        try:
-            await self._run_job(message, slot)
-        except Exception as exc:
-            log.error("job.handling_failed", worker=self.id, slot=slot.index, error=repr(exc),
-                      exc_info=True)  # fmt: skip
-            with contextlib.suppress(*wire.transport_errors()):
-                await message.nak(delay=NAK_DELAY_SECONDS)
-        finally:
-            self.reserved.discard(slot.index)
-            self.freed.set()
-
-    async def _run_job(self, message: Msg, slot: Slot) -> None:
         delivery = message.metadata.num_delivered or 1
         job = wire.JobMessage.decode(message.data)
         log.info(
@@ -191,6 +175,8 @@ class WorkerHost:
                     await message.ack()
         finally:
             lease.cancel()
+            self.reserved.discard(slot.index)
+            self.freed.set()
 
     async def _recognize(
         self, job: wire.JobMessage, slot: Slot, delivery: int

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import time
 from collections.abc import Callable
 from pathlib import PurePosixPath
@@ -55,9 +54,7 @@ class Daemon:
         self.counts = Counts()
         self.fatal: OcrDaemonError | None = None
         self.journal = Journal(config.state_dir)
-        hooks = Hooks(
-            fatal=self._die, changed=self._retrack, outcome=self._stop_if_done, hold=self._resettle
-        )
+        hooks = Hooks(fatal=self._die, changed=self._retrack, outcome=self._stop_if_done)
         self.jobs = Dispatcher(config, self.journal, self.counts, hooks, once=once)
         self.watcher = InboxWatcher(
             config, self.jobs.enqueue, self.jobs.busy.__contains__, wait_for_content=not once
@@ -199,14 +196,6 @@ class Daemon:
     def _retrack(self, rel: PurePosixPath) -> None:
         """A file changed while it was being recognised: watch it settle again."""
         self.watcher.on_change(str(self.config.inbox / rel))
-
-    def _resettle(self, rel: PurePosixPath, st: os.stat_result, due_in_seconds: float) -> None:
-        """A file whose verdict is held: it settles again, handed on in `due_in_seconds` (never
-        sooner than the settle time); a change restarts its quiet period as usual."""
-        settler = self.watcher.settler
-        quiet_since = time.monotonic() + due_in_seconds - settler.settle_seconds
-        settler.touch(rel, st, quiet_since=quiet_since)
-        self._retrack(rel)  # wakes the settle loop; a file changed since `st` starts afresh
 
     def _die(self, exc: OcrDaemonError) -> None:
         log.critical("daemon.fatal", error=str(exc), reason=exc.reason)
