@@ -417,11 +417,26 @@ def test_ocr_timeout_stops_a_pathological_page_in_the_real_engine(tmp_path: Path
 
 
 def test_queue_size_applies_back_pressure_without_losing_files(tmp_path: Path) -> None:
+    """40 files against a queue of 1: the scan finds the queue full and waits (it would not
+    if `queue_size` were ignored: the scan is far faster than the workers), the daemon's own
+    queue never holds more than one job, and every file still gets its sidecar."""
     config = make_config(tmp_path, queue_size=1)
     for i in range(40):
         (config.inbox / f"f{i:02}.png").write_bytes(b"x" * (i + 1))
-    assert run_once(config) == 0
+    daemon = Daemon(config, once=True)
+    queue, real_put = daemon.jobs.queue, daemon.jobs.queue.put
+    found_full, held = [], []
+
+    async def put(job: Any) -> None:
+        found_full.append(queue.full())
+        await real_put(job)
+        held.append(queue.qsize())
+
+    queue.put = put  # type: ignore[method-assign]
+    assert asyncio.run(daemon.run()) == 0
     assert files_under(config.outbox) == [f"f{i:02}.txt" for i in range(40)]
+    assert len(held) == 40 and max(held) == 1, f"the queue held up to {max(held)} jobs"
+    assert any(found_full), "the scan never had to wait for room in the queue"
 
 
 def test_max_jobs_per_worker_recycles_workers(tmp_path: Path) -> None:
