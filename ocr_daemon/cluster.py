@@ -91,7 +91,7 @@ class RemoteSlot(Slot):
     async def stop(self, grace_s: float) -> None:
         await self.coordinator.close()
 
-    async def kill(self) -> None:
+    def kill(self) -> None:
         pass
 
 

@@ -37,7 +37,7 @@ from ocr_daemon.errors import (
 )
 from ocr_daemon.pool import Pool, Slot, choose_worker_count
 from ocr_daemon.seam import EngineInfo, OcrResult
-from ocr_daemon.service import handle_dump_signal, handle_stop_signals, watch_the_loop
+from ocr_daemon.service import handle_dump_signal, handle_stop_signals
 
 if TYPE_CHECKING:
     from nats.aio.client import Client
@@ -57,7 +57,6 @@ def run_worker(args: argparse.Namespace, config: Config) -> int:
 
 async def _serve(config: Config) -> int:
     host = WorkerHost(config)
-    watch_the_loop()
     handle_stop_signals(host.stop, host.force, event="worker_host.signal")
     handle_dump_signal()
     return await host.run()

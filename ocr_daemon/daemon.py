@@ -134,7 +134,7 @@ class Daemon:
         # beside the dispatchers; READY follows once it is under way.
         self._scan = asyncio.create_task(self._startup_scan(), name="startup-scan")
         self.counts.state = "running"
-        await self._publish_status()
+        self._publish_status()
         self.notifier.ready()
         ticker = asyncio.create_task(self._tick(), name="tick")
         reloader = asyncio.create_task(self._reloads(), name="reload")
@@ -162,7 +162,7 @@ class Daemon:
         self.counts.state = "stopped"
         if self.pool is not None:  # else the state lock was never ours, nor is status.json
             with contextlib.suppress(OSError):
-                await self._publish_status()
+                self._publish_status()
         self.journal.close()
         log.info(
             "daemon.stopped", done=self.counts.done, failed=self.counts.failed,
@@ -205,28 +205,23 @@ class Daemon:
     # -- housekeeping --------------------------------------------------------------------------
 
     async def _tick(self) -> None:
-        """Status once a second; the watchdog ping only while the daemon is really healthy. The
-        ping goes first and ticks keep to a fixed schedule, so a slow status write never
-        delays one."""
+        """Status once a second; the watchdog ping only while the daemon is really healthy."""
         interval = self.notifier.watchdog_interval_seconds()
         period = min(1.0, interval) if interval else 1.0
         last = ""
-        loop = asyncio.get_running_loop()
-        due = loop.time()
         while True:
-            due = max(due + period, loop.time())
-            await asyncio.sleep(due - loop.time())
+            await asyncio.sleep(period)
             self._check_intake()
             self._stop_if_done()
-            if interval and self._healthy():
-                self.notifier.watchdog()
             try:
-                line = await self._publish_status(previous=last)
+                line = self._publish_status(previous=last)
             except OSError as exc:  # state folder full or gone: keep checking health regardless
                 if last:
                     log.warning("status.unwritable", error=str(exc))
                 line = ""
             last = line
+            if interval and self._healthy():
+                self.notifier.watchdog()
 
     def _check_intake(self) -> None:
         for task in self._intake_tasks():
@@ -250,18 +245,14 @@ class Daemon:
         watcher = self.watcher
         return self.jobs.idle() and not (watcher.settler.pending or watcher.scanning)
 
-    async def _publish_status(self, previous: str = "") -> str:
-        """STATUS= and status.json when something changed (the file at least every 10 s). The
-        file is written in a thread: on a disk busy with commits a write can take 0.2 s, which
-        the loop (and the watchdog ping after it) must not wait out."""
+    def _publish_status(self, previous: str = "") -> str:
+        """STATUS= and status.json when something changed (the file at least every 10 s)."""
         self._update_counts()
         line = self.counts.one_line()
         if line != previous:
             self.notifier.status(line)
         if line != previous or time.monotonic() - self._status_written >= STATUS_REFRESH_SECONDS:
-            # the loop only rebinds the counts' fields (never mutates a list in place): safe
-            extra = self._status_extra()
-            await asyncio.to_thread(write_status, self.config.state_dir, self.counts, extra)
+            write_status(self.config.state_dir, self.counts, self._status_extra())
             self._status_written = time.monotonic()
         return line
 

@@ -34,7 +34,6 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger()
 _SPAWN = multiprocessing.get_context("spawn")
-REAP_SECONDS = 5.0  # how long a killed or exiting worker may take to be seen gone
 
 
 def choose_worker_count(config: Config) -> tuple[int, str]:
@@ -109,7 +108,7 @@ class Slot:
         self.last_pid = process.pid
         message = await self._receive(self.config.ocr_timeout_seconds, what="warm-up")
         if isinstance(message, worker.Failed):
-            await self.kill()
+            self.kill()
             raise message.error
         assert isinstance(message, worker.Ready)
         self.info = message.info
@@ -126,10 +125,7 @@ class Slot:
         assert self.conn is not None
         self.busy = True
         try:
-            try:
-                self.conn.send((job_id, str(path), settings or EngineSettings.of(self.config)))
-            except OSError:  # it died after the alive() check (EPIPE): a crash like any other
-                raise await self._crashed(str(path)) from None
+            self.conn.send((job_id, str(path), settings or EngineSettings.of(self.config)))
             message = await self._receive(timeout_s, what=str(path))
         finally:
             self.busy = False
@@ -145,14 +141,11 @@ class Slot:
             await asyncio.wait_for(_readable(self.conn), timeout=timeout_s)
             return self.conn.recv()
         except TimeoutError:
-            await self.kill()
+            self.kill()
             raise WorkerTimeout(f"no result after {timeout_s:g} s; worker killed", what) from None
         except (EOFError, OSError):
-            raise await self._crashed(what) from None
-
-    async def _crashed(self, what: str) -> WorkerCrashed:
-        code = await asyncio.to_thread(self._reap)
-        return WorkerCrashed(f"worker process died ({_describe_exit(code)})", what)
+            code = await asyncio.to_thread(self._reap)
+            raise WorkerCrashed(f"worker process died ({_describe_exit(code)})", what) from None
 
     async def _replace(self, why: str) -> None:
         log.info("worker.replacing", slot=self.index, pid=self.pid, reason=why)
@@ -165,18 +158,15 @@ class Slot:
         self.broken = False
 
     def _reap(self) -> int | None:
-        """Wait (in a thread: it can take seconds) for the worker's exit; its exit code."""
         if self.process is None:
             return None
-        self.process.join(timeout=REAP_SECONDS)
+        self.process.join(timeout=5.0)
         return self.process.exitcode
 
-    async def kill(self) -> None:
-        """SIGKILL the worker and reap it off the event loop: a killed process can take seconds
-        to be seen gone (a core dump, a large heap to free, a child left holding its pipes)."""
+    def kill(self) -> None:
         if self.process is not None and self.process.is_alive():
             self.process.kill()
-        await asyncio.to_thread(self._reap)
+        self._reap()
         self._close()
 
     async def stop(self, grace_s: float) -> None:
@@ -187,7 +177,7 @@ class Slot:
             with contextlib.suppress(OSError):
                 self.conn.send(None)
         await asyncio.to_thread(self.process.join, grace_s)
-        await self.kill()
+        self.kill()
 
     def _close(self) -> None:
         if self.conn is not None:
