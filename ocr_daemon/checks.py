@@ -24,7 +24,7 @@ from typing import Literal
 from ocr_daemon import cluster_check, languages, rules, runtime
 from ocr_daemon.config import LICENSE_ENV, Config
 from ocr_daemon.engine import WARM_UP_PREFIX  # importing engine does not import aspose
-from ocr_daemon.errors import EngineUnavailable, ExitCode, OcrDaemonError
+from ocr_daemon.errors import EngineUnavailable, ExitCode, FolderUnusable, OcrDaemonError
 from ocr_daemon.seam import EngineInfo, OcrResult, load_engine
 
 PACKAGES = (
@@ -191,23 +191,58 @@ def _engine_died(exitcode: int | None, output: Path, steps: int) -> CheckLine:
     return CheckLine("FAIL", f"engine process {how} {stage}{said}", ExitCode.UNAVAILABLE)
 
 
+def create_folders(config: Config) -> None:
+    """The daemon's first step: create each folder in `FOLDERS` that is missing, and make sure
+    the state folder can be written (the journal and its lock live there; an unwritable output
+    folder is instead a per-file retry). `FolderUnusable` names the key, the folder and the OS
+    error, as the FAIL line of `check` does."""
+    for name in FOLDERS:
+        folder: Path = getattr(config, name)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:
+            raise FolderUnusable(f"key '{name}': exists but is not a folder", str(folder)) from None
+        except OSError as exc:
+            message = f"key '{name}': cannot create the folder: {exc.strerror}"
+            raise FolderUnusable(message, str(folder)) from None
+    problem = _unwritable(config.state_dir)
+    if problem:
+        message = f"key 'state_dir': the folder is not writable: {problem}"
+        raise FolderUnusable(message, str(config.state_dir))
+
+
 def _folder(name: str, folder: Path) -> CheckLine:
-    if not folder.is_dir():
-        parent = _nearest_existing(folder)
-        if parent.is_dir() and os.access(parent, os.W_OK | os.X_OK):
-            return CheckLine("warn", f"{name} {folder} does not exist yet; the daemon creates it")
-        return CheckLine(
-            "FAIL", f"{name} {folder} does not exist and {parent} is not writable",
-            ExitCode.CANT_CREATE,
-        )  # fmt: skip
+    problem = _folder_problem(folder)
+    if problem is None:
+        return CheckLine("ok", f"{name} {folder} exists and is writable")
+    if not problem:
+        return CheckLine("warn", f"{name} {folder} does not exist yet; the daemon creates it")
+    return CheckLine("FAIL", f"{name} {folder} {problem}", ExitCode.CANT_CREATE)
+
+
+def _folder_problem(folder: Path) -> str | None:
+    """Why the daemon could not use `folder`; "" when it would create it, None when usable."""
+    if folder.exists() and not folder.is_dir():
+        return "exists but is not a folder"
+    if folder.is_dir():
+        problem = _unwritable(folder)
+        return f"is not writable: {problem}" if problem else None
+    parent = _nearest_existing(folder)
+    if not parent.is_dir():
+        return f"does not exist and cannot be created: {parent} is not a folder (Not a directory)"
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return f"does not exist and {parent} is not writable (Permission denied)"
+    return ""
+
+
+def _unwritable(folder: Path) -> str | None:
+    """The OS error creating a file in `folder` gives, or None when it can be written."""
     try:
         with tempfile.TemporaryFile(dir=folder):
             pass
     except OSError as exc:
-        return CheckLine(
-            "FAIL", f"{name} {folder} is not writable: {exc.strerror}", ExitCode.CANT_CREATE
-        )
-    return CheckLine("ok", f"{name} {folder} exists and is writable")
+        return exc.strerror or str(exc)
+    return None
 
 
 def _nearest_existing(folder: Path) -> Path:

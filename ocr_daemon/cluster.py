@@ -16,7 +16,6 @@ import asyncio
 import contextlib
 import dataclasses
 import json
-import os
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from ocr_daemon import cluster_wire as wire
+from ocr_daemon import images
 from ocr_daemon.cluster_check import check
 from ocr_daemon.cluster_hosts import HostRegistry
 from ocr_daemon.config import Config
@@ -33,7 +33,6 @@ from ocr_daemon.errors import (
     ClusterDeliveryExhausted,
     ClusterNoResult,
     ClusterUnavailable,
-    InputMissing,
 )
 from ocr_daemon.journal import Journal
 from ocr_daemon.pool import Slot
@@ -91,7 +90,7 @@ class RemoteSlot(Slot):
     async def stop(self, grace_s: float) -> None:
         await self.coordinator.close()
 
-    def kill(self) -> None:
+    async def kill(self) -> None:
         pass
 
 
@@ -291,11 +290,11 @@ class Coordinator:
 
     def _read_job(self, job_id: int, path: Path) -> tuple[str, bytes]:
         """The job's message ID and the scan's bytes (one trip to a thread: they are per job)."""
-        try:
-            st = os.stat(path)
-            data = path.read_bytes()
-        except FileNotFoundError:
-            raise InputMissing("the input vanished before it was sent", str(path)) from None
+        with (
+            images.open_input(path, self.config.limits) as (fd, st),  # as an engine opens it
+            open(fd, "rb", closefd=False) as fh,
+        ):
+            data = fh.read()
         row = self.journal.progress(job_id)
         attempts = int(row[0]) if row else 0
         return f"{self.id}.{job_id}.{st.st_ino}-{st.st_size}-{st.st_mtime_ns}.{attempts}", data

@@ -37,7 +37,7 @@ from ocr_daemon.errors import (
 )
 from ocr_daemon.pool import Pool, Slot, choose_worker_count
 from ocr_daemon.seam import EngineInfo, OcrResult
-from ocr_daemon.service import handle_dump_signal, handle_stop_signals
+from ocr_daemon.service import handle_dump_signal, handle_stop_signals, watch_the_loop
 
 if TYPE_CHECKING:
     from nats.aio.client import Client
@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger()
 INLINE_WRITE_BYTES = 1 << 20
+NAK_DELAY_SECONDS = 1.0  # a job this host could not handle waits this long before redelivery
 
 
 def run_worker(args: argparse.Namespace, config: Config) -> int:
@@ -57,6 +58,7 @@ def run_worker(args: argparse.Namespace, config: Config) -> int:
 
 async def _serve(config: Config) -> int:
     host = WorkerHost(config)
+    watch_the_loop()
     handle_stop_signals(host.stop, host.force, event="worker_host.signal")
     handle_dump_signal()
     return await host.run()
@@ -157,6 +159,21 @@ class WorkerHost:
     # -- one job -----------------------------------------------------------------------------
 
     async def _handle(self, message: Msg, slot: Slot) -> None:
+        """Run one job; whatever goes wrong with it (a staging write, a bad message, an engine
+        that can no longer start) is logged and the job handed back to the broker for
+        redelivery at once (nak), never left to die unread in its task."""
+        try:
+            await self._run_job(message, slot)
+        except Exception as exc:
+            log.error("job.handling_failed", worker=self.id, slot=slot.index, error=repr(exc),
+                      exc_info=True)  # fmt: skip
+            with contextlib.suppress(*wire.transport_errors()):
+                await message.nak(delay=NAK_DELAY_SECONDS)
+        finally:
+            self.reserved.discard(slot.index)
+            self.freed.set()
+
+    async def _run_job(self, message: Msg, slot: Slot) -> None:
         delivery = message.metadata.num_delivered or 1
         job = wire.JobMessage.decode(message.data)
         log.info(
@@ -175,8 +192,6 @@ class WorkerHost:
                     await message.ack()
         finally:
             lease.cancel()
-            self.reserved.discard(slot.index)
-            self.freed.set()
 
     async def _recognize(
         self, job: wire.JobMessage, slot: Slot, delivery: int

@@ -91,6 +91,7 @@ class Config:
     worker_memory_mb: int = 1600
     max_jobs_per_worker: int = 500
     settle_seconds: float = 2.0
+    corrupt_grace_seconds: float = 120.0
     rescan_interval_seconds: float = 300.0
     force_polling: bool | None = None
     ignore_patterns: tuple[str, ...] = ()
@@ -212,6 +213,13 @@ def check_relationships(config: Config, where: str) -> None:
             )
     if config.settle_seconds <= 0:
         raise ConfigError("key 'settle_seconds' must be > 0", where)
+    if 0 < config.corrupt_grace_seconds < config.settle_seconds:
+        raise ConfigError(
+            f"key 'corrupt_grace_seconds' ({config.corrupt_grace_seconds:g}) must be 0 (off) or "
+            f"at least settle_seconds ({config.settle_seconds:g}): it is how long a file that "
+            "reads as corrupt must stay unchanged before it is failed",
+            where,
+        )
     if config.ocr_timeout_seconds <= 0:
         raise ConfigError("key 'ocr_timeout_seconds' must be > 0", where)
     _check_engines(config, where)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
 from collections.abc import Callable
 from pathlib import PurePosixPath
@@ -17,6 +18,7 @@ from typing import Any
 
 import structlog
 
+from ocr_daemon import checks
 from ocr_daemon.config import Config
 from ocr_daemon.dispatch import Dispatcher, Hooks
 from ocr_daemon.errors import (
@@ -54,7 +56,9 @@ class Daemon:
         self.counts = Counts()
         self.fatal: OcrDaemonError | None = None
         self.journal = Journal(config.state_dir)
-        hooks = Hooks(fatal=self._die, changed=self._retrack, outcome=self._stop_if_done)
+        hooks = Hooks(
+            fatal=self._die, changed=self._retrack, outcome=self._stop_if_done, hold=self._resettle
+        )
         self.jobs = Dispatcher(config, self.journal, self.counts, hooks, once=once)
         self.watcher = InboxWatcher(
             config, self.jobs.enqueue, self.jobs.busy.__contains__, wait_for_content=not once
@@ -69,6 +73,7 @@ class Daemon:
 
     async def run(self) -> int:
         """Run until stopped (or, in `once` mode, until the inbox is done); returns an exit code."""
+        checks.create_folders(self.config)  # before the try: nothing started, nothing to stop
         try:
             await self._startup()
             await self._main_loop()
@@ -79,9 +84,6 @@ class Daemon:
         return int(ExitCode.FILES_FAILED if self.once and self.counts.failed else ExitCode.OK)
 
     async def _startup(self) -> None:
-        for folder in (self.config.inbox, self.config.outbox, self.config.processed,
-                       self.config.failed, self.config.state_dir):  # fmt: skip
-            folder.mkdir(parents=True, exist_ok=True)
         self.journal.open()
         self._recover()
         size, why = choose_worker_count(self.config)
@@ -134,7 +136,7 @@ class Daemon:
         # beside the dispatchers; READY follows once it is under way.
         self._scan = asyncio.create_task(self._startup_scan(), name="startup-scan")
         self.counts.state = "running"
-        self._publish_status()
+        await self._publish_status()
         self.notifier.ready()
         ticker = asyncio.create_task(self._tick(), name="tick")
         reloader = asyncio.create_task(self._reloads(), name="reload")
@@ -162,7 +164,7 @@ class Daemon:
         self.counts.state = "stopped"
         if self.pool is not None:  # else the state lock was never ours, nor is status.json
             with contextlib.suppress(OSError):
-                self._publish_status()
+                await self._publish_status()
         self.journal.close()
         log.info(
             "daemon.stopped", done=self.counts.done, failed=self.counts.failed,
@@ -197,6 +199,14 @@ class Daemon:
         """A file changed while it was being recognised: watch it settle again."""
         self.watcher.on_change(str(self.config.inbox / rel))
 
+    def _resettle(self, rel: PurePosixPath, st: os.stat_result, due_in_seconds: float) -> None:
+        """A file whose verdict is held: it settles again, handed on in `due_in_seconds` (never
+        sooner than the settle time); a change restarts its quiet period as usual."""
+        settler = self.watcher.settler
+        quiet_since = time.monotonic() + due_in_seconds - settler.settle_seconds
+        settler.touch(rel, st, quiet_since=quiet_since)
+        self._retrack(rel)  # wakes the settle loop; a file changed since `st` starts afresh
+
     def _die(self, exc: OcrDaemonError) -> None:
         log.critical("daemon.fatal", error=str(exc), reason=exc.reason)
         self.fatal = exc
@@ -205,23 +215,28 @@ class Daemon:
     # -- housekeeping --------------------------------------------------------------------------
 
     async def _tick(self) -> None:
-        """Status once a second; the watchdog ping only while the daemon is really healthy."""
+        """Status once a second; the watchdog ping only while the daemon is really healthy. The
+        ping goes first and ticks keep to a fixed schedule, so a slow status write never
+        delays one."""
         interval = self.notifier.watchdog_interval_seconds()
         period = min(1.0, interval) if interval else 1.0
         last = ""
+        loop = asyncio.get_running_loop()
+        due = loop.time()
         while True:
-            await asyncio.sleep(period)
+            due = max(due + period, loop.time())
+            await asyncio.sleep(due - loop.time())
             self._check_intake()
             self._stop_if_done()
+            if interval and self._healthy():
+                self.notifier.watchdog()
             try:
-                line = self._publish_status(previous=last)
+                line = await self._publish_status(previous=last)
             except OSError as exc:  # state folder full or gone: keep checking health regardless
                 if last:
                     log.warning("status.unwritable", error=str(exc))
                 line = ""
             last = line
-            if interval and self._healthy():
-                self.notifier.watchdog()
 
     def _check_intake(self) -> None:
         for task in self._intake_tasks():
@@ -245,14 +260,18 @@ class Daemon:
         watcher = self.watcher
         return self.jobs.idle() and not (watcher.settler.pending or watcher.scanning)
 
-    def _publish_status(self, previous: str = "") -> str:
-        """STATUS= and status.json when something changed (the file at least every 10 s)."""
+    async def _publish_status(self, previous: str = "") -> str:
+        """STATUS= and status.json when something changed (the file at least every 10 s). The
+        file is written in a thread: on a disk busy with commits a write can take 0.2 s, which
+        the loop (and the watchdog ping after it) must not wait out."""
         self._update_counts()
         line = self.counts.one_line()
         if line != previous:
             self.notifier.status(line)
         if line != previous or time.monotonic() - self._status_written >= STATUS_REFRESH_SECONDS:
-            write_status(self.config.state_dir, self.counts, self._status_extra())
+            # the loop only rebinds the counts' fields (never mutates a list in place): safe
+            extra = self._status_extra()
+            await asyncio.to_thread(write_status, self.config.state_dir, self.counts, extra)
             self._status_written = time.monotonic()
         return line
 

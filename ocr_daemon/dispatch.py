@@ -5,12 +5,20 @@ A file enters with `enqueue` (the watcher's `emit`) and is *busy* until it has a
 is never queued twice. Permanent input errors fail at once; worker crashes and timeouts are
 retried up to ``max_attempts``; outputs that cannot be written now (not writable, disk full) are
 retried with backoff while the input stays where it is. Commits run off the event loop.
+
+A verdict a partial file can also produce (corrupt, unsupported, empty, engine error) stands only
+once the file has been unchanged for ``corrupt_grace_seconds``: a scanner writing over SMB, FTP or
+NFS stalls mid-file for seconds, and the file it is still writing must not be moved to failed/.
+Until then the verdict is *held*: the file goes back to the watcher to settle, due again when the
+window has passed. If it changed meanwhile it is recognised anew; if not, the held verdict (given
+on these very bytes: same size, mtime and inode) is committed without recognising them again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -20,7 +28,16 @@ import structlog
 
 from ocr_daemon import fsops
 from ocr_daemon.config import Config
-from ocr_daemon.errors import InputError, OcrDaemonError, OutputError, TransientError
+from ocr_daemon.errors import (
+    CorruptInput,
+    EmptyInput,
+    InputError,
+    OcrDaemonError,
+    OutputError,
+    RecognitionFailed,
+    TransientError,
+    UnsupportedInput,
+)
 from ocr_daemon.journal import JobRecord, Journal
 from ocr_daemon.outputs import AlreadyFinished, Failure, InputChanged, Outputs
 from ocr_daemon.pool import Slot
@@ -30,6 +47,10 @@ from ocr_daemon.status import Counts
 
 log = structlog.get_logger()
 MAX_BACKOFF_SECONDS = 300.0
+# Verdicts that a file cut short (still being written) can earn as well as a really bad one.
+# Not too_large (a partial file is smaller), missing, nor a cluster's delivery verdict.
+PARTIAL_FILE_VERDICTS = (CorruptInput, UnsupportedInput, EmptyInput, RecognitionFailed)
+MAX_HELD = 10_000  # held verdicts remembered; one forgotten only means recognising it again
 
 
 @dataclass
@@ -39,13 +60,25 @@ class Job:
     commit_tries: int = 0
 
 
+@dataclass(frozen=True)
+class Held:
+    """A verdict kept back while its file may still grow (see the module docstring)."""
+
+    identity: fsops.Identity
+    error: InputError
+    since: float  # time.monotonic() when this verdict on this identity was first held
+    first_seen: float
+
+
 @dataclass
 class Hooks:
-    """What the dispatcher tells the daemon: a fatal error, a changed input, an outcome."""
+    """What the dispatcher tells the daemon: a fatal error, a changed input, an outcome, and a
+    file to settle again whose verdict is held (`hold(rel, st, due_in_seconds)`)."""
 
     fatal: Callable[[OcrDaemonError], None]
     changed: Callable[[PurePosixPath], None]
     outcome: Callable[[], None]
+    hold: Callable[[PurePosixPath, os.stat_result, float], None]
 
 
 class Dispatcher:
@@ -61,6 +94,7 @@ class Dispatcher:
         self.queue: asyncio.Queue[Job] = asyncio.Queue(maxsize=config.queue_size)
         self.busy: set[PurePosixPath] = set()
         self.delayed: set[asyncio.Task[None]] = set()
+        self.held: dict[PurePosixPath, Held] = {}
 
     def reconfigure(self, config: Config) -> None:
         self.config = config
@@ -110,6 +144,11 @@ class Dispatcher:
             self.hooks.outcome()
 
     async def _process(self, slot: Slot, job: Job) -> None:
+        held = self.held.pop(job.record.rel, None)
+        if held is not None and held.identity == job.record.identity:
+            job.first_seen = held.first_seen
+            await self._judge(job, held.error, slot, held)  # the same bytes: no need to re-read
+            return
         path = self.config.inbox / job.record.rel
         effective, rule = config_for(self.config, job.record.rel)
         settings = EngineSettings.of(effective) if rule and rule.sets_engine() else None
@@ -117,7 +156,7 @@ class Dispatcher:
         try:
             result = await slot.run(job.record.id, path, effective.ocr_timeout_seconds, settings)
         except InputError as exc:
-            await self._fail(job, exc, slot, job.record.attempts + 1)
+            await self._judge(job, exc, slot, None)
         except TransientError as exc:
             await self._retry_or_fail(job, exc, slot)
         except OcrDaemonError as exc:  # the engine can no longer start: nothing can be done
@@ -142,6 +181,49 @@ class Dispatcher:
             chars=result.chars, seconds=round(seconds, 3), attempt=job.record.attempts + 1,
             worker=slot.pid, evaluation_mode=result.evaluation_mode,
         )  # fmt: skip
+
+    async def _judge(self, job: Job, error: InputError, slot: Slot, held: Held | None) -> None:
+        """A permanent verdict: fail the input now, or hold the verdict while it may grow."""
+        due = await asyncio.to_thread(self._grace_left, job, error, held)
+        if due is None:
+            await self._fail(job, error, slot, job.record.attempts + 1)
+            return
+        st, unchanged_s, left_s = due
+        rel = job.record.rel
+        since = held.since if held else time.monotonic()
+        self._remember_held(rel, Held(job.record.identity, error, since, job.first_seen))
+        self.busy.discard(rel)
+        log.info(
+            "file.verdict_deferred", path=str(rel), reason=error.reason, error=error.message,
+            why="the file may still be being written", unchanged_seconds=round(unchanged_s, 1),
+            corrupt_grace_seconds=self.config.corrupt_grace_seconds,
+            recheck_in_seconds=round(left_s, 1), worker=slot.pid,
+        )  # fmt: skip
+        self.hooks.hold(rel, st, left_s)
+
+    def _grace_left(
+        self, job: Job, error: InputError, held: Held | None
+    ) -> tuple[os.stat_result, float, float] | None:
+        """None when the verdict may be committed now (a changed or vanished input is then found
+        by the commit and goes back to settling); else the file's stat, how long it has been
+        unchanged and how long it must stay so. Unchanged means: its last change (mtime or
+        ctime, the later) is that old, or this daemon has held a verdict on this very identity
+        that long, whichever is longer (a clock ahead of ours cannot hold a file for ever)."""
+        grace = self.config.corrupt_grace_seconds
+        if grace <= 0 or not isinstance(error, PARTIAL_FILE_VERDICTS):
+            return None
+        st = fsops.lstat_in(self.config.inbox, job.record.rel)
+        if st is None or fsops.Identity.of(st) != job.record.identity:
+            return None
+        changed_ago = time.time() - max(st.st_mtime, st.st_ctime)
+        held_for = time.monotonic() - held.since if held else 0.0
+        unchanged = max(changed_ago, held_for, 0.0)
+        return None if unchanged >= grace else (st, unchanged, grace - unchanged)
+
+    def _remember_held(self, rel: PurePosixPath, held: Held) -> None:
+        self.held[rel] = held
+        while len(self.held) > MAX_HELD:
+            del self.held[next(iter(self.held))]
 
     async def _fail(self, job: Job, error: OcrDaemonError, slot: Slot, attempts: int) -> None:
         engine = f"{slot.info.name} {slot.info.version}" if slot.info else self.config.engine

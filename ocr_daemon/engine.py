@@ -141,10 +141,13 @@ class AsposeEngine:
         pdfium cannot render, and reports its own error if it cannot either."""
         if not self._config.orientation:
             return {}
-        tessdata = self._config.tesseract.tessdata_dir
+        tessdata, langs = self._config.tesseract.tessdata_dir, self._config.languages
         try:
             pages = pdfpages.render_pages(pdf.path, self._config.limits)
-            found = {i: orientation.detect_rotation(page, tessdata) for i, page in enumerate(pages)}
+            found = {
+                i: orientation.detect_rotation(page, tessdata, langs)
+                for i, page in enumerate(pages)
+            }
         except InputError:
             return {}
         return {index: degrees for index, degrees in found.items() if degrees}

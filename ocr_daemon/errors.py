@@ -65,6 +65,14 @@ class AlreadyRunning(OcrDaemonError):
     reason = "already_running"
 
 
+class FolderUnusable(OcrDaemonError):
+    """A configured folder cannot be created, or the state folder cannot be written: the daemon
+    stops before starting anything (`check` reports the same as a FAIL line)."""
+
+    exit_code = ExitCode.CANT_CREATE
+    reason = "folder_unusable"
+
+
 class InputError(OcrDaemonError):
     """A permanent problem with one input file: retrying cannot help."""
 

@@ -13,6 +13,7 @@ is empty. Images smaller than `MIN_SIDE_PX` in either dimension cannot hold text
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import mmap
 import os
@@ -136,8 +137,17 @@ def normalise(image: Image.Image) -> Image.Image:
 
 
 def _size_and_head(path: Path, limits: Limits) -> tuple[int, bytes]:
-    """Size and first 16 bytes, read without following a symlink or blocking on a FIFO (the
-    path may have been swapped since the daemon saw a regular file there)."""
+    """Size and first 16 bytes (see `open_input`)."""
+    with open_input(path, limits) as (fd, st):
+        return st.st_size, os.pread(fd, 16, 0)
+
+
+@contextlib.contextmanager
+def open_input(path: Path, limits: Limits) -> Iterator[tuple[int, os.stat_result]]:
+    """A read descriptor for `path` and its stat, opened without following a symlink or blocking
+    on a FIFO (the path may have been swapped since the daemon saw a regular file there): only a
+    regular, non-empty file within ``limits.max_file_bytes``. Engines and the cluster
+    coordinator (which sends the bytes to worker hosts) both read inputs through it."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
@@ -157,7 +167,7 @@ def _size_and_head(path: Path, limits: Limits) -> tuple[int, bytes]:
                 f"file is {st.st_size} bytes, over limits.max_file_bytes = {limits.max_file_bytes}",
                 str(path),
             )
-        return st.st_size, os.pread(fd, 16, 0)
+        yield fd, st
     finally:
         os.close(fd)
 

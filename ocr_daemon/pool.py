@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger()
 _SPAWN = multiprocessing.get_context("spawn")
+REAP_SECONDS = 5.0  # how long a killed or exiting worker may take to be seen gone
 
 
 def choose_worker_count(config: Config) -> tuple[int, str]:
@@ -108,7 +109,7 @@ class Slot:
         self.last_pid = process.pid
         message = await self._receive(self.config.ocr_timeout_seconds, what="warm-up")
         if isinstance(message, worker.Failed):
-            self.kill()
+            await self.kill()
             raise message.error
         assert isinstance(message, worker.Ready)
         self.info = message.info
@@ -125,7 +126,10 @@ class Slot:
         assert self.conn is not None
         self.busy = True
         try:
-            self.conn.send((job_id, str(path), settings or EngineSettings.of(self.config)))
+            try:
+                self.conn.send((job_id, str(path), settings or EngineSettings.of(self.config)))
+            except OSError:  # it died after the alive() check (EPIPE): a crash like any other
+                raise await self._crashed(str(path)) from None
             message = await self._receive(timeout_s, what=str(path))
         finally:
             self.busy = False
@@ -141,11 +145,14 @@ class Slot:
             await asyncio.wait_for(_readable(self.conn), timeout=timeout_s)
             return self.conn.recv()
         except TimeoutError:
-            self.kill()
+            await self.kill()
             raise WorkerTimeout(f"no result after {timeout_s:g} s; worker killed", what) from None
         except (EOFError, OSError):
-            code = await asyncio.to_thread(self._reap)
-            raise WorkerCrashed(f"worker process died ({_describe_exit(code)})", what) from None
+            raise await self._crashed(what) from None
+
+    async def _crashed(self, what: str) -> WorkerCrashed:
+        code = await asyncio.to_thread(self._reap)
+        return WorkerCrashed(f"worker process died ({_describe_exit(code)})", what)
 
     async def _replace(self, why: str) -> None:
         log.info("worker.replacing", slot=self.index, pid=self.pid, reason=why)
@@ -158,15 +165,18 @@ class Slot:
         self.broken = False
 
     def _reap(self) -> int | None:
+        """Wait (in a thread: it can take seconds) for the worker's exit; its exit code."""
         if self.process is None:
             return None
-        self.process.join(timeout=5.0)
+        self.process.join(timeout=REAP_SECONDS)
         return self.process.exitcode
 
-    def kill(self) -> None:
+    async def kill(self) -> None:
+        """SIGKILL the worker and reap it off the event loop: a killed process can take seconds
+        to be seen gone (a core dump, a large heap to free, a child left holding its pipes)."""
         if self.process is not None and self.process.is_alive():
             self.process.kill()
-        self._reap()
+        await asyncio.to_thread(self._reap)
         self._close()
 
     async def stop(self, grace_s: float) -> None:
@@ -177,7 +187,7 @@ class Slot:
             with contextlib.suppress(OSError):
                 self.conn.send(None)
         await asyncio.to_thread(self.process.join, grace_s)
-        self.kill()
+        await self.kill()
 
     def _close(self) -> None:
         if self.conn is not None:

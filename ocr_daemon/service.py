@@ -2,7 +2,9 @@
 and ``ocr-daemon status``.
 
 SIGTERM/SIGINT set the daemon's `stop` event (a second one sets `force`: stop at once, still
-losing nothing); SIGHUP sets `reload`. Handlers do nothing else.
+losing nothing); SIGHUP sets `reload`. Handlers do nothing else. With ``OCR_DAEMON_LOOP_DEBUG=1``
+in the environment, every callback that holds the event loop for over `SLOW_CALLBACK_SECONDS` is
+logged as ``loop.slow_callback`` (asyncio's debug mode: for tests and diagnosis, it costs CPU).
 """
 
 from __future__ import annotations
@@ -10,6 +12,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import faulthandler
+import logging
+import os
+import re
 import signal
 from collections.abc import Callable
 from pathlib import Path
@@ -25,6 +30,9 @@ from ocr_daemon.systemd import Notifier
 
 log = structlog.get_logger()
 NOT_RUNNING = 3  # the LSB status code for "program is not running"
+LOOP_DEBUG_VARIABLE = "OCR_DAEMON_LOOP_DEBUG"
+SLOW_CALLBACK_SECONDS = 0.05  # longer on the loop and a 1 s watchdog ping rhythm starts to slip
+_SLOW_CALLBACK_MESSAGE = "Executing %s took %.3f seconds"  # asyncio's own, in base_events
 
 _OVERRIDES: list[tuple[str, type, str]] = [
     ("inbox", Path, "folder to watch"),
@@ -79,10 +87,47 @@ def _reloader(args: argparse.Namespace) -> Callable[[], Config]:
 
 async def _serve(config: Config, *, once: bool, reload_config: Callable[[], Config]) -> int:
     daemon = Daemon(config, once=once, notifier=Notifier(), reload_config=reload_config)
+    watch_the_loop()
     handle_stop_signals(daemon.stop, daemon.force, event="daemon.signal")
     handle_dump_signal()
     asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, daemon.reload.set)
     return await daemon.run()
+
+
+def watch_the_loop() -> None:
+    """With ``OCR_DAEMON_LOOP_DEBUG=1``: asyncio's debug mode on the running loop, and what its
+    logger reports (slow callbacks above all) as structured events instead of stderr text."""
+    if os.environ.get(LOOP_DEBUG_VARIABLE) != "1":
+        return
+    loop = asyncio.get_running_loop()
+    loop.set_debug(True)
+    loop.slow_callback_duration = SLOW_CALLBACK_SECONDS
+    logger = logging.getLogger("asyncio")
+    logger.setLevel(logging.WARNING)  # debug mode's own DEBUG lines (each slow select) are noise
+    logger.addHandler(_AsyncioEvents())
+    logger.propagate = False
+
+
+class _AsyncioEvents(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        args = record.args if isinstance(record.args, tuple) else ()
+        if record.msg == _SLOW_CALLBACK_MESSAGE and len(args) == 2:
+            callback, seconds = str(args[0]), args[1]
+            log.warning("loop.slow_callback", callback=callback, seconds=seconds,
+                        then_waits_at=_where_task_waits(callback))  # fmt: skip
+            return
+        log.warning("asyncio.message", level=record.levelname, message=record.getMessage(),
+                    exc_info=record.exc_info)  # fmt: skip
+
+
+def _where_task_waits(callback: str) -> list[str]:
+    """For a slow task step: the stack it stopped at when the step ended (names the last
+    ``await`` the slow code reached; the task's repr names only its outermost coroutine)."""
+    named = re.search(r"<Task \w+ name='([^']*)'", callback)
+    if named is None:
+        return []
+    task = next((t for t in asyncio.all_tasks() if t.get_name() == named.group(1)), None)
+    return _stack(task) if task is not None else []
 
 
 def handle_stop_signals(stop: asyncio.Event, force: asyncio.Event, *, event: str) -> None:

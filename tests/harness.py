@@ -31,6 +31,8 @@ def make_config(root: Path, **overrides: Any) -> Config:
         "engine": DOUBLE,
         "workers": 2,
         "settle_seconds": 0.3,
+        # bad files fail at once unless a test is about slow writers (tests/test_slow_writers.py)
+        "corrupt_grace_seconds": 0.0,
         "retry_backoff_seconds": 0.1,
         "ocr_timeout_seconds": 20.0,
     }
@@ -82,7 +84,7 @@ def write_config(root: Path, **extra: object) -> Path:
     values: dict[str, object] = {
         "inbox": "inbox", "outbox": "outbox", "processed": "processed", "failed": "failed",
         "state_dir": "state", "engine": DOUBLE, "workers": 2, "settle_seconds": 0.5,
-        "retry_backoff_seconds": 0.2, "log_format": "json",
+        "corrupt_grace_seconds": 0.0, "retry_backoff_seconds": 0.2, "log_format": "json",
     }  # fmt: skip
     values.update(extra)
     lines = [f"{k} = {json.dumps(v)}" for k, v in values.items()]

@@ -8,6 +8,8 @@ Exactly once is judged from the folders: each input ends with exactly one sideca
 
 from __future__ import annotations
 
+import asyncio
+import errno
 import json
 import signal
 import subprocess
@@ -18,9 +20,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 
 from ocr_daemon import cluster
-from ocr_daemon.config import load_config
+from ocr_daemon import cluster_wire as wire
+from ocr_daemon.cluster_worker import WorkerHost
+from ocr_daemon.config import ClusterSettings, Config, load_config
+from ocr_daemon.pool import Slot
 from tests.harness import DOUBLE, files_under, subprocess_env, wait_for, wait_or_dump
 from tests.netns import Lab, LabUnavailable, check_prerequisites
 
@@ -86,6 +92,7 @@ def coordinator_config(root: Path, lab: Lab, **cluster_extra: Any) -> Path:
         "inbox": "inbox", "outbox": "outbox", "processed": "processed", "failed": "failed",
         "state_dir": "state", "engine": DOUBLE, "settle_seconds": 0.2,
         "retry_backoff_seconds": 0.2, "log_format": "json", "ocr_timeout_seconds": 30.0,
+        "corrupt_grace_seconds": 0.0,  # bad files fail at once (tests/test_slow_writers.py)
     }  # fmt: skip
     settings = {
         "url": lab.url, "coordinator_id": "coord", "local_workers": False, "slots": 4,
@@ -363,3 +370,61 @@ def test_per_folder_rule_picks_the_engine_on_the_worker_host(
     assert {e["worker"] for e in coordinator.events("file.done")} == {"h1"}
     for node in workers:
         assert node.stop() == 0
+
+
+def test_worker_host_job_that_dies_is_logged_and_redelivered_at_once(
+    tmp_path: Path, lab_factory: Callable[[int], Lab], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker host's job task that raises (here: staging the scan hits a full disk) logs an
+    error and hands the job back at once. The lease is 30 s, so a result within 10 s can only
+    come from that hand-back, not from the broker's own redelivery of a job nobody acked."""
+    lab = lab_factory(0)  # the broker only: the worker host runs in this process
+    settings = ClusterSettings(url=lab.url, worker_id="h1", ack_wait_seconds=30.0,
+                               heartbeat_seconds=1.0)  # fmt: skip
+    config = Config(engine=DOUBLE, workers=1, log_format="json", cluster=settings)
+    staged: list[str] = []
+    real_stage = WorkerHost._stage
+
+    async def full_disk_once(
+        host: WorkerHost, job: wire.JobMessage, slot: Slot, data: bytes
+    ) -> Path:
+        staged.append(job.msg_id)
+        if len(staged) == 1:
+            raise OSError(errno.ENOSPC, "No space left on device (injected)")
+        return await real_stage(host, job, slot, data)
+
+    monkeypatch.setattr(WorkerHost, "_stage", full_disk_once)
+    with structlog.testing.capture_logs() as logged:
+        results = asyncio.run(_one_job_through(WorkerHost(config), settings))
+    failed = [e for e in logged if e["event"] == "job.handling_failed"]
+    assert len(failed) == 1 and failed[0]["log_level"] == "error", logged
+    assert "No space left on device" in failed[0]["error"]
+    assert [r.delivery for r in results] == [2], "processed once, by the redelivery"
+    assert results[0].result is not None and results[0].result.pages == ("text of a.png (3 bytes)",)
+    assert len([e for e in logged if e["event"] == "job.recognised"]) == 1
+
+
+async def _one_job_through(host: WorkerHost, settings: ClusterSettings) -> list[wire.ResultMessage]:
+    """Publish one job to `host`, collect the results that come back within 10 s, stop it."""
+    runner = asyncio.create_task(host.run())
+    nc = await wire.connect(settings, "test-client")
+    js = nc.jetstream()
+    await wire.ensure_streams(js, settings)
+    results: list[wire.ResultMessage] = []
+
+    async def on_result(message: Any) -> None:
+        results.append(wire.ResultMessage.decode(message.data))
+        await message.ack()
+
+    await js.subscribe(f"{settings.results_subject}.test", cb=on_result, manual_ack=True)
+    job = wire.JobMessage("test.1.1-3-1.0", 1, "a.png", 20.0, f"{settings.results_subject}.test",
+                          None, b"abc")  # fmt: skip
+    await js.publish(settings.subject, job.encode(), headers={wire.MSG_ID: job.msg_id})
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not results:
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(2)  # a second result would come in this time
+    host.stop.set()
+    assert await asyncio.wait_for(runner, timeout=30) == 0
+    await wire.close(nc)
+    return results

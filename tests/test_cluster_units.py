@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
 import subprocess
 import sys
-from pathlib import Path
+import threading
+from pathlib import Path, PurePosixPath
 
 import pytest
 import structlog
@@ -22,12 +24,15 @@ from ocr_daemon.errors import (
     CorruptInput,
     InputError,
     TransientError,
+    UnsupportedInput,
     WorkerCrashed,
 )
+from ocr_daemon.fsops import Identity
+from ocr_daemon.journal import Journal
 from ocr_daemon.pool import choose_worker_count
 from ocr_daemon.rules import EngineSettings
 from ocr_daemon.seam import OcrResult
-from tests.harness import subprocess_env
+from tests.harness import make_config, subprocess_env
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -168,3 +173,46 @@ def test_host_registry_joins_loses_and_rejoins_a_host_by_its_heartbeats() -> Non
                                     "results": 1, "duplicates_dropped": 1}  # fmt: skip
     assert hosts.engine_info("aspose").version == "26"
     assert not hosts.engine_info("aspose").licensed
+
+
+@pytest.mark.parametrize("swap", ["symlink", "fifo"])
+def test_coordinator_never_sends_what_a_swapped_inbox_path_points_at(
+    tmp_path: Path, swap: str
+) -> None:
+    """The file was regular when it was queued; by the time the coordinator reads it for a
+    worker host it is a symlink to a secret (or a FIFO that would block a thread forever). The
+    coordinator opens it as a local engine process does: refused, and no byte of the secret is
+    read into the job."""
+    from ocr_daemon.cluster import Coordinator  # noqa: PLC0415 - imports nats lazily
+
+    secret = tmp_path / "secret.txt"
+    secret.write_bytes(b"TOP-SECRET " * 100)
+    config = dataclasses.replace(
+        make_config(tmp_path), cluster=ClusterSettings(url="nats://127.0.0.1:9")
+    )
+    journal = Journal(config.state_dir)
+    journal.open()
+    scan = config.inbox / "scan.png"
+    scan.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 64)
+    record = journal.begin(PurePosixPath("scan.png"), Identity.of(os.stat(scan)))
+    scan.unlink()
+    if swap == "symlink":
+        scan.symlink_to(secret)
+    else:
+        os.mkfifo(scan)
+    coordinator = Coordinator(config, first_index=0, journal=journal)
+    outcome: list[object] = []
+
+    def read() -> None:  # in a thread of its own: a FIFO read blocks until a writer comes
+        try:
+            outcome.append(coordinator._read_job(record.id, scan)[1])
+        except UnsupportedInput as exc:
+            outcome.append(exc)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(timeout=10)
+    journal.close()
+    assert outcome, "the coordinator blocked reading the inbox path"
+    assert isinstance(outcome[0], UnsupportedInput), f"read {outcome[0]!r:.60}"
+    assert outcome[0].path == str(scan)

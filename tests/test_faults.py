@@ -15,6 +15,7 @@ mount fails).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import random
@@ -29,7 +30,9 @@ from pathlib import Path, PurePosixPath
 import pytest
 
 from ocr_daemon import fsops
+from ocr_daemon.errors import WorkerCrashed
 from ocr_daemon.journal import Journal
+from ocr_daemon.pool import Slot
 from tests.fault_engine import BROKEN_MARKER
 from tests.harness import (
     REPO,
@@ -512,3 +515,32 @@ def test_input_move_blocked_then_fixed_leaves_exactly_one_sidecar(
     assert daemon.wait() == 0
     assert files_under(tmp_path / "outbox") == ["scan.txt"], "one sidecar, none numbered"
     assert files_under(tmp_path / "inbox") == []
+
+
+def test_engine_dead_before_its_job_is_sent_is_a_crash_not_a_dead_dispatcher(
+    tmp_path: Path,
+) -> None:
+    """The engine is SIGKILLed after the slot checked it was alive but before the job went
+    down its pipe, so the send fails (EPIPE). That job is a worker crash, retried like any
+    other; it used to escape as BrokenPipeError and stop the whole daemon (`daemon.fatal`:
+    "dispatch-0 died on ...", seen under test_event_loop's engine kills)."""
+    slot = Slot(0, make_config(tmp_path))
+
+    async def scenario() -> BaseException:
+        await slot.start()
+        assert slot.process is not None
+        slot.process.kill()
+        stat = Path(f"/proc/{slot.process.pid}/stat")
+        wait_for(lambda: stat.read_text().rsplit(")", 1)[1].split()[0] == "Z", timeout=10)
+        slot.alive = lambda: True  # type: ignore[method-assign]  # as it was a moment ago
+        try:
+            await slot.run(1, tmp_path / "inbox" / "a.png", timeout_s=10)
+        except Exception as exc:  # which one is the point
+            return exc
+        finally:
+            await slot.stop(grace_s=0)
+        raise AssertionError("the job ran on a dead engine")
+
+    error = asyncio.run(scenario())
+    assert isinstance(error, WorkerCrashed), repr(error)
+    assert "SIGKILL" in str(error)

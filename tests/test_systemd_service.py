@@ -4,7 +4,7 @@ does, then the service driven with systemctl.
 
 One container serves the whole module (boot ~0.5 s, install ~15 s). The host needs root,
 systemd-nspawn and debootstrap (installed with apt-get when missing); otherwise every test here is
-skipped with the reason. Tests that need the daemon's `run` command skip until it exists.
+skipped with the reason.
 """
 
 from __future__ import annotations
@@ -100,9 +100,7 @@ def journal_cursor(box: Container) -> str:
 
 @pytest.fixture
 def daemon(box: Container) -> Iterator[Container]:
-    """The `run` command exists; the service is stopped, reset and un-tweaked afterwards."""
-    if box.run("/opt/ocr-daemon/bin/ocr-daemon", "run", "--help", check=False).returncode != 0:
-        pytest.skip("ocr-daemon has no `run` command yet (ocr_daemon/cli.py)")
+    """The box; the service is stopped, reset and un-tweaked afterwards."""
     config = box.run("cat", CONFIG).stdout
     yield box
     box.run("systemctl", "stop", UNIT, check=False)

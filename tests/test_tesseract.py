@@ -19,6 +19,7 @@ from PIL import Image
 
 from ocr_daemon import languages, orientation
 from ocr_daemon.config import Config, Limits, TesseractSettings, load_config
+from ocr_daemon.engine import WARM_UP_LINES
 from ocr_daemon.errors import (
     ConfigError,
     CorruptInput,
@@ -204,6 +205,57 @@ def test_upside_down_page_without_orientation_is_garbage(page: Image.Image, tmp_
     page.rotate(180).save(path)
     plain = TesseractEngine(Config(engine="tesseract", orientation=False))
     assert words(plain.recognize(path).text) != words(LINES[0])
+
+
+SHORT = list(WARM_UP_LINES)  # OSD scores a two-line page below MIN_CONFIDENCE either way up
+DOUBTED = ["8118 69 Code 6699", "Account Lot Order 1881 9006"]  # upright; OSD: "180°?" at 0.1
+
+
+def assert_starts_upright(result: OcrResult, lines: list[str]) -> None:
+    """The first two words read as written (Aspose's evaluation prefix of a two-line page is
+    ~10-25 characters; upside down, either engine returns other words or none)."""
+    assert result.page_count == 1
+    assert words(result.pages[0], 2) == words(lines[0], 2), result.pages[0]
+
+
+@pytest.mark.parametrize("name", ENGINES)
+def test_short_page_upside_down_is_read_upright(
+    engines: EngineCache, tmp_path: Path, name: str
+) -> None:
+    page = render_page(SHORT, size=(1200, 300)).rotate(180)
+    degrees, confidence = orientation.osd_guess(page) or (0, 0.0)
+    assert degrees == 180 and confidence < orientation.MIN_CONFIDENCE  # what the remedy is for
+    path = tmp_path / "short-upside-down.png"
+    page.save(path)
+    assert_starts_upright(engines[name].recognize(path), SHORT)
+
+
+@pytest.mark.parametrize("name", ENGINES)
+@pytest.mark.parametrize("lines", [SHORT, DOUBTED], ids=["plain", "osd-doubts-it"])
+def test_short_upright_page_is_not_turned(
+    engines: EngineCache, tmp_path: Path, name: str, lines: list[str]
+) -> None:
+    page = render_page(lines, size=(1400, 300))
+    path = tmp_path / "short-upright.png"
+    page.save(path)
+    assert orientation.detect_rotation(page) == 0
+    assert_starts_upright(engines[name].recognize(path), lines)
+
+
+def test_doubted_turn_is_checked_not_trusted() -> None:
+    """OSD's unsure "180°" on the upright page is what a second look overrules."""
+    page = render_page(DOUBTED, size=(1400, 300))
+    degrees, confidence = orientation.osd_guess(page) or (0, 0.0)
+    assert degrees == 180 and confidence < orientation.MIN_CONFIDENCE
+    assert orientation.detect_rotation(page) == 0
+
+
+@pytest.mark.corpus
+def test_corpus_upright_page_osd_calls_upside_down_stays_upright(shared_corpus: Path) -> None:
+    """16 (German Antiqua, upright): OSD says 180° at 3.6 (script "Thai")."""
+    with Image.open(shared_corpus / "16_de_book_antiqua.jpg") as image:
+        page = image.convert("L")
+    assert orientation.detect_rotation(page, langs=("deu",)) == 0
 
 
 def _norm(text: str) -> str:
