@@ -89,7 +89,7 @@ def serve(conn: Connection, engine_name: str, options: dict[str, Any]) -> None:
     import dataclasses  # noqa: PLC0415
 
     from ocr_daemon.config import AsposeSettings, Config  # noqa: PLC0415
-    from ocr_daemon.seam import load_engine  # noqa: PLC0415
+    from ocr_daemon.engines.base import load_engine  # noqa: PLC0415
 
     state = Path(tempfile.mkdtemp(prefix="accuracy-"))
     base = Config(
@@ -127,7 +127,7 @@ def score_page(gt: str, text: str, prefix_of: str | None) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from ocr_daemon import languages  # noqa: PLC0415
+    from ocr_daemon.config import languages  # noqa: PLC0415
 
     manifest = json.loads((CORPUS / "manifest.json").read_text())
     gold = [e for e in manifest if e["gt_quality"] == "gold"]

@@ -38,9 +38,9 @@ def serve(conn: Connection, engine_name: str) -> None:
     import dataclasses  # noqa: PLC0415
 
     sys.path.insert(0, str(REPO))
-    from ocr_daemon import orientation  # noqa: PLC0415
     from ocr_daemon.config import Config  # noqa: PLC0415
-    from ocr_daemon.seam import load_engine  # noqa: PLC0415
+    from ocr_daemon.engines import orientation  # noqa: PLC0415
+    from ocr_daemon.engines.base import load_engine  # noqa: PLC0415
 
     looks = [0]
     judge = orientation._turn_reads_better
@@ -69,7 +69,7 @@ def serve(conn: Connection, engine_name: str) -> None:
 def inputs(folder: Path) -> list[tuple[Path, tuple[str, ...]]]:
     """The corpus files with their languages (those installed), then the two rendered pages."""
     sys.path.insert(0, str(REPO))
-    from ocr_daemon import languages  # noqa: PLC0415
+    from ocr_daemon.config import languages  # noqa: PLC0415
     from tests.conftest import render_page  # noqa: PLC0415
 
     files: list[tuple[Path, tuple[str, ...]]] = []

@@ -25,7 +25,7 @@ from daemonproc import DaemonProcess, parse_ts, write_config
 from pageset import build
 
 from ocr_daemon.config import Config
-from ocr_daemon.engine import AsposeEngine
+from ocr_daemon.engines.aspose import AsposeEngine
 from ocr_daemon.pool import choose_worker_count
 
 SPAWN = multiprocessing.get_context("spawn")

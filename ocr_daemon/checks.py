@@ -21,11 +21,12 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Literal
 
-from ocr_daemon import cluster_check, languages, rules, runtime
-from ocr_daemon.config import LICENSE_ENV, Config
-from ocr_daemon.engine import WARM_UP_PREFIX  # importing engine does not import aspose
+from ocr_daemon.cluster import check as cluster_check
+from ocr_daemon.config import LICENSE_ENV, Config, languages, rules
+from ocr_daemon.engines import aspose_runtime as runtime
+from ocr_daemon.engines.aspose import WARM_UP_PREFIX  # importing engine does not import aspose
+from ocr_daemon.engines.base import EngineInfo, OcrResult, load_engine
 from ocr_daemon.errors import EngineUnavailable, ExitCode, FolderUnusable, OcrDaemonError
-from ocr_daemon.seam import EngineInfo, OcrResult, load_engine
 
 PACKAGES = (
     *("ocr-daemon", "aspose-ocr-python-net", "Pillow", "watchfiles", "structlog"),
@@ -83,7 +84,7 @@ def _versions() -> CheckLine:
 def _tesseract(config: Config) -> CheckLine:
     """libtesseract's version, where its data is, and which languages are installed there."""
     try:
-        from ocr_daemon.tesseract import tesseract_version  # noqa: PLC0415 - optional engine
+        from ocr_daemon.engines.tesseract import tesseract_version  # noqa: PLC0415 - optional engine
 
         version = tesseract_version()
     except ImportError as exc:

@@ -14,11 +14,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ocr_daemon import checks, cluster_worker, service
+from ocr_daemon import checks, service
+from ocr_daemon.cluster import worker_host as cluster_worker
 from ocr_daemon.config import Config, load_config
+from ocr_daemon.engines.base import load_engine
 from ocr_daemon.errors import ExitCode, InputError, OcrDaemonError
 from ocr_daemon.logs import configure_logging
-from ocr_daemon.seam import load_engine
 
 PROG = "ocr-daemon"
 

@@ -26,8 +26,10 @@ from pathlib import PurePosixPath
 
 import structlog
 
-from ocr_daemon import fsops
+from ocr_daemon import safefs as fsops
 from ocr_daemon.config import Config
+from ocr_daemon.config.rules import EngineSettings, config_for
+from ocr_daemon.engines.base import OcrResult
 from ocr_daemon.errors import (
     CorruptInput,
     EmptyInput,
@@ -41,8 +43,6 @@ from ocr_daemon.errors import (
 from ocr_daemon.journal import JobRecord, Journal
 from ocr_daemon.outputs import AlreadyFinished, Failure, InputChanged, Outputs
 from ocr_daemon.pool import Slot
-from ocr_daemon.rules import EngineSettings, config_for
-from ocr_daemon.seam import OcrResult
 from ocr_daemon.status import Counts
 
 log = structlog.get_logger()

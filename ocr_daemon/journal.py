@@ -22,7 +22,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Literal, TypeVar
 
 from ocr_daemon.errors import AlreadyRunning
-from ocr_daemon.fsops import Identity
+from ocr_daemon.safefs import Identity
 
 State = Literal["active", "committing", "done", "failed", "gone"]
 Outcome = Literal["done", "failed"]

@@ -12,7 +12,7 @@ from typing import TextIO
 
 import structlog
 
-from ocr_daemon import fsops
+from ocr_daemon import safefs as fsops
 
 _LEVELS = {
     "debug": logging.DEBUG,

@@ -20,12 +20,12 @@ from pathlib import Path, PurePosixPath
 
 import structlog
 
-from ocr_daemon import fsops
+from ocr_daemon import safefs as fsops
 from ocr_daemon.config import Config
+from ocr_daemon.config.rules import config_for
+from ocr_daemon.engines.base import OcrResult
 from ocr_daemon.errors import OcrDaemonError, OutputError
 from ocr_daemon.journal import JobRecord, Journal, Outcome
-from ocr_daemon.rules import config_for
-from ocr_daemon.seam import OcrResult
 
 log = structlog.get_logger()
 ERROR_SUFFIX = ".error.json"

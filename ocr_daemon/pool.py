@@ -23,13 +23,13 @@ import structlog
 
 from ocr_daemon import worker
 from ocr_daemon.config import Config
+from ocr_daemon.config.rules import EngineSettings
+from ocr_daemon.engines.base import EngineInfo, OcrResult
 from ocr_daemon.errors import OcrDaemonError, WorkerCrashed, WorkerTimeout
-from ocr_daemon.rules import EngineSettings
-from ocr_daemon.seam import EngineInfo, OcrResult
 from ocr_daemon.systemd import MAIN_PROCESS_VARIABLES
 
 if TYPE_CHECKING:
-    from ocr_daemon.cluster import Coordinator
+    from ocr_daemon.cluster.coordinator import Coordinator
     from ocr_daemon.journal import Journal
 
 log = structlog.get_logger()
@@ -239,7 +239,7 @@ class Pool:
         self.cluster: Coordinator | None = None
         if config.cluster.url:
             assert journal is not None, "a cluster coordinator reads the daemon's journal"
-            from ocr_daemon.cluster import Coordinator  # noqa: PLC0415 - imports nats lazily
+            from ocr_daemon.cluster.coordinator import Coordinator  # noqa: PLC0415 - imports nats lazily
 
             self.cluster = Coordinator(config, first_index=size, journal=journal)
             self.slots += self.cluster.slots

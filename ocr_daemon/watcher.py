@@ -23,7 +23,7 @@ import structlog
 import watchfiles
 from watchfiles._rust_notify import WatchfilesRustInternalError
 
-from ocr_daemon import fsops
+from ocr_daemon import safefs as fsops
 from ocr_daemon.config import Config
 from ocr_daemon.inbox import InboxFilter, remote_filesystem, scan, special_reason
 

@@ -21,8 +21,8 @@ import time
 from pathlib import Path
 
 from ocr_daemon.config import Config
+from ocr_daemon.engines.base import EngineInfo, OcrResult
 from ocr_daemon.errors import CorruptInput
-from ocr_daemon.seam import EngineInfo, OcrResult
 
 
 class ScriptedEngine:

@@ -7,8 +7,8 @@ while a file named ``engine-broken`` exists in the state directory. Select it wi
 
 from __future__ import annotations
 
+from ocr_daemon.engines.base import OcrResult
 from ocr_daemon.errors import EngineUnavailable
-from ocr_daemon.seam import OcrResult
 from tests.engine_double import ScriptedEngine
 
 BROKEN_MARKER = "engine-broken"

@@ -60,7 +60,7 @@ def ocr_in_worker(image: str, queue: Any) -> None:
     """Runs in a spawned worker, like the daemon's pool: warm engine, then one recognition."""
     try:
         from ocr_daemon.config import load_config  # noqa: PLC0415
-        from ocr_daemon.seam import load_engine  # noqa: PLC0415
+        from ocr_daemon.engines.base import load_engine  # noqa: PLC0415
 
         engine = load_engine(load_config(Path("/etc/ocr-daemon/ocr-daemon.toml")))
         engine.warm_up()

@@ -20,9 +20,8 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
-from ocr_daemon import languages
-from ocr_daemon.config import AsposeSettings, Config
-from ocr_daemon.engine import AsposeEngine
+from ocr_daemon.config import AsposeSettings, Config, languages
+from ocr_daemon.engines.aspose import AsposeEngine
 from tests.conftest import FONT_FILE, render_page
 
 LINES = [

@@ -22,9 +22,9 @@ from typing import Any
 import pytest
 import structlog
 
-from ocr_daemon import cluster
-from ocr_daemon import cluster_wire as wire
-from ocr_daemon.cluster_worker import WorkerHost
+from ocr_daemon.cluster import coordinator as cluster
+from ocr_daemon.cluster import wire
+from ocr_daemon.cluster.worker_host import WorkerHost
 from ocr_daemon.config import ClusterSettings, Config, load_config
 from ocr_daemon.pool import Slot
 from tests.harness import DOUBLE, files_under, subprocess_env, wait_for, wait_or_dump

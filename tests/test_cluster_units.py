@@ -14,9 +14,11 @@ from pathlib import Path, PurePosixPath
 import pytest
 import structlog
 
-from ocr_daemon import cluster_wire as wire
-from ocr_daemon.cluster_hosts import HostRegistry
+from ocr_daemon.cluster import wire
+from ocr_daemon.cluster.registry import HostRegistry
 from ocr_daemon.config import ClusterSettings, load_config
+from ocr_daemon.config.rules import EngineSettings
+from ocr_daemon.engines.base import OcrResult
 from ocr_daemon.errors import (
     ClusterDeliveryExhausted,
     ClusterUnavailable,
@@ -27,11 +29,9 @@ from ocr_daemon.errors import (
     UnsupportedInput,
     WorkerCrashed,
 )
-from ocr_daemon.fsops import Identity
 from ocr_daemon.journal import Journal
 from ocr_daemon.pool import choose_worker_count
-from ocr_daemon.rules import EngineSettings
-from ocr_daemon.seam import OcrResult
+from ocr_daemon.safefs import Identity
 from tests.harness import make_config, subprocess_env
 
 
@@ -183,7 +183,7 @@ def test_coordinator_never_sends_what_a_swapped_inbox_path_points_at(
     worker host it is a symlink to a secret (or a FIFO that would block a thread forever). The
     coordinator opens it as a local engine process does: refused, and no byte of the secret is
     read into the job."""
-    from ocr_daemon.cluster import Coordinator  # noqa: PLC0415 - imports nats lazily
+    from ocr_daemon.cluster.coordinator import Coordinator  # noqa: PLC0415 - imports nats lazily
 
     secret = tmp_path / "secret.txt"
     secret.write_bytes(b"TOP-SECRET " * 100)

@@ -16,13 +16,13 @@ import pytest
 from PIL import Image
 
 from ocr_daemon.config import Config, Limits
-from ocr_daemon.engine import WARM_UP_PREFIX, AsposeEngine
+from ocr_daemon.engines.aspose import WARM_UP_PREFIX, AsposeEngine
+from ocr_daemon.engines.base import OcrResult
 from ocr_daemon.errors import (
     ConfigError,
     CorruptInput,
     InputTooLarge,
 )
-from ocr_daemon.seam import OcrResult
 from tests.conftest import render_page
 
 LINES = [

@@ -29,7 +29,7 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
-from ocr_daemon import fsops
+from ocr_daemon import safefs as fsops
 from ocr_daemon.errors import WorkerCrashed
 from ocr_daemon.journal import Journal
 from ocr_daemon.pool import Slot

@@ -24,10 +24,10 @@ import pytest
 from PIL import Image
 from structlog.testing import capture_logs
 
-from ocr_daemon import fsops
+from ocr_daemon import safefs as fsops
 from ocr_daemon.config import AsposeSettings, Config, Limits
 from ocr_daemon.daemon import Daemon
-from ocr_daemon.images import MIN_SIDE_PX
+from ocr_daemon.engines.images import MIN_SIDE_PX
 from tests import hostile_files as hf
 from tests.harness import error_record, files_under, make_config, run_once, wait_for
 

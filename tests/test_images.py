@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from ocr_daemon.config import Limits
+from ocr_daemon.engines.images import ImageInput, PdfInput, normalise, sniff, vet
 from ocr_daemon.errors import (
     CorruptInput,
     EmptyInput,
@@ -17,7 +18,6 @@ from ocr_daemon.errors import (
     InputTooLarge,
     UnsupportedInput,
 )
-from ocr_daemon.images import ImageInput, PdfInput, normalise, sniff, vet
 
 LIMITS = Limits()
 FORMATS = {"png": "PNG", "jpeg": "JPEG", "tiff": "TIFF", "bmp": "BMP", "gif": "GIF", "webp": "WEBP"}

@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 
-from ocr_daemon import fsops
+from ocr_daemon import safefs as fsops
 from ocr_daemon.config import Config
+from ocr_daemon.engines.base import OcrResult
 from ocr_daemon.journal import JobRecord, Journal
 from ocr_daemon.outputs import AlreadyFinished, Outputs
-from ocr_daemon.seam import OcrResult
 from tests.harness import files_under, make_config, run_once
 from tests.test_faults import tmpfs
 

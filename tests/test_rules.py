@@ -11,8 +11,8 @@ import structlog
 
 from ocr_daemon import cli, worker
 from ocr_daemon.config import Config, load_config
+from ocr_daemon.config.rules import EngineSettings, Rule, config_for
 from ocr_daemon.errors import ConfigError
-from ocr_daemon.rules import EngineSettings, Rule, config_for
 from tests.conftest import render_page
 from tests.harness import DOUBLE, files_under, make_config, run_once
 from tests.test_engine import LINES

@@ -18,7 +18,7 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
-from ocr_daemon import fsops
+from ocr_daemon import safefs as fsops
 from ocr_daemon.config import AsposeSettings
 from tests import hostile_files as hf
 from tests.harness import (

@@ -17,9 +17,11 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from ocr_daemon import languages, orientation
-from ocr_daemon.config import Config, Limits, TesseractSettings, load_config
-from ocr_daemon.engine import WARM_UP_LINES
+from ocr_daemon.config import Config, Limits, TesseractSettings, languages, load_config
+from ocr_daemon.engines import orientation
+from ocr_daemon.engines.aspose import WARM_UP_LINES
+from ocr_daemon.engines.base import Engine, OcrResult, engine_class
+from ocr_daemon.engines.tesseract import TesseractEngine
 from ocr_daemon.errors import (
     ConfigError,
     CorruptInput,
@@ -28,8 +30,6 @@ from ocr_daemon.errors import (
     InputTooLarge,
     UnsupportedInput,
 )
-from ocr_daemon.seam import Engine, OcrResult, engine_class
-from ocr_daemon.tesseract import TesseractEngine
 from tests.conftest import render_page
 from tests.test_engine import LINES, OTHER_LINES, THIRD_LINES, words
 

@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ocr_daemon import languages as langs
-from ocr_daemon.config_values import LogFormat, OnSuccess, converter_for
+from ocr_daemon.config import languages as langs
+from ocr_daemon.config.rules import Rule, effective_configs, parse_rules
+from ocr_daemon.config.values import LogFormat, OnSuccess, converter_for
 from ocr_daemon.errors import ConfigError
-from ocr_daemon.rules import Rule, effective_configs, parse_rules
 
 LICENSE_ENV = "OCR_DAEMON_LICENSE_FILE"
 

@@ -24,8 +24,7 @@ from typing import Any
 
 from PIL import Image, ImageOps
 
-from ocr_daemon import languages
-from ocr_daemon.config import Config
+from ocr_daemon.config import Config, languages
 from ocr_daemon.errors import EngineUnavailable
 
 MIN_CONFIDENCE = 6.0

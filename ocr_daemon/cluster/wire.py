@@ -24,9 +24,9 @@ import structlog
 
 from ocr_daemon import errors
 from ocr_daemon.config import ClusterSettings
+from ocr_daemon.config.rules import EngineSettings
+from ocr_daemon.engines.base import OcrResult
 from ocr_daemon.errors import ClusterUnavailable, InputError, OcrDaemonError, TransientError
-from ocr_daemon.rules import EngineSettings
-from ocr_daemon.seam import OcrResult
 
 if TYPE_CHECKING:
     from nats.aio.client import Client

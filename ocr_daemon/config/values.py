@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Literal, get_args
 
-from ocr_daemon import languages as langs
+from ocr_daemon.config import languages as langs
 
 OnSuccess = Literal["move", "keep", "delete"]
 LogFormat = Literal["auto", "json", "console"]

@@ -24,11 +24,13 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from ocr_daemon import cluster_wire as wire
-from ocr_daemon import images
-from ocr_daemon.cluster_check import check
-from ocr_daemon.cluster_hosts import HostRegistry
+from ocr_daemon.cluster import wire
+from ocr_daemon.cluster.check import check
+from ocr_daemon.cluster.registry import HostRegistry
 from ocr_daemon.config import Config
+from ocr_daemon.config.rules import EngineSettings
+from ocr_daemon.engines import images
+from ocr_daemon.engines.base import EngineInfo, OcrResult
 from ocr_daemon.errors import (
     ClusterDeliveryExhausted,
     ClusterNoResult,
@@ -36,8 +38,6 @@ from ocr_daemon.errors import (
 )
 from ocr_daemon.journal import Journal
 from ocr_daemon.pool import Slot
-from ocr_daemon.rules import EngineSettings
-from ocr_daemon.seam import EngineInfo, OcrResult
 
 if TYPE_CHECKING:
     from nats.aio.client import Client

@@ -25,8 +25,11 @@ from typing import Any
 
 from PIL import Image, ImageDraw, ImageFont
 
-from ocr_daemon import images, languages, orientation, pdfpages, runtime
-from ocr_daemon.config import AsposeSettings, Config, aspose_mode_problem
+from ocr_daemon.config import AsposeSettings, Config, aspose_mode_problem, languages
+from ocr_daemon.engines import aspose_runtime as runtime
+from ocr_daemon.engines import images, orientation
+from ocr_daemon.engines import pdf as pdfpages
+from ocr_daemon.engines.base import EngineInfo, OcrResult
 from ocr_daemon.errors import (
     ConfigError,
     CorruptInput,
@@ -39,7 +42,6 @@ from ocr_daemon.errors import (
     RecognitionFailed,
     UnsupportedInput,
 )
-from ocr_daemon.seam import EngineInfo, OcrResult
 
 PACKAGE = "aspose-ocr-python-net"
 WARM_UP_LINES = ("The quick brown fox jumps over the lazy dog", "Pack my box with five dozen jugs")

@@ -8,8 +8,8 @@ import asyncio
 from enum import Enum
 from typing import TYPE_CHECKING, Any, Literal
 
-from ocr_daemon import cluster_wire as wire
-from ocr_daemon.cluster_hosts import read_beats
+from ocr_daemon.cluster import wire
+from ocr_daemon.cluster.registry import read_beats
 from ocr_daemon.config import ClusterSettings, Config
 from ocr_daemon.errors import ClusterUnavailable, ExitCode
 

@@ -26,8 +26,9 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from ocr_daemon import cluster_wire as wire
+from ocr_daemon.cluster import wire
 from ocr_daemon.config import ClusterSettings, Config
+from ocr_daemon.engines.base import EngineInfo, OcrResult
 from ocr_daemon.errors import (
     ExitCode,
     InputError,
@@ -36,7 +37,6 @@ from ocr_daemon.errors import (
     UsageError,
 )
 from ocr_daemon.pool import Pool, Slot, choose_worker_count
-from ocr_daemon.seam import EngineInfo, OcrResult
 from ocr_daemon.service import handle_dump_signal, handle_stop_signals, watch_the_loop
 
 if TYPE_CHECKING:

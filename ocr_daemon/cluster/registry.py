@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from ocr_daemon import cluster_wire as wire
+from ocr_daemon.cluster import wire
 from ocr_daemon.config import ClusterSettings
-from ocr_daemon.seam import EngineInfo
+from ocr_daemon.engines.base import EngineInfo
 
 if TYPE_CHECKING:
     from nats.js import JetStreamContext

@@ -21,8 +21,8 @@ from ocr_daemon.errors import ConfigError
 
 PAGE_SEPARATOR = "\f"
 BUILTIN_ENGINES = {
-    "aspose": "ocr_daemon.engine:AsposeEngine",
-    "tesseract": "ocr_daemon.tesseract:TesseractEngine",
+    "aspose": "ocr_daemon.engines.aspose:AsposeEngine",
+    "tesseract": "ocr_daemon.engines.tesseract:TesseractEngine",
 }
 
 

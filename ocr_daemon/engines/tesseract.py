@@ -19,11 +19,12 @@ from pathlib import Path
 import tesserocr
 from PIL import Image
 
-from ocr_daemon import images, languages, orientation, pdfpages
-from ocr_daemon.config import Config
-from ocr_daemon.engine import render_warm_up_page
+from ocr_daemon.config import Config, languages
+from ocr_daemon.engines import images, orientation
+from ocr_daemon.engines import pdf as pdfpages
+from ocr_daemon.engines.aspose import render_warm_up_page
+from ocr_daemon.engines.base import EngineInfo, OcrResult
 from ocr_daemon.errors import ConfigError, EngineUnavailable
-from ocr_daemon.seam import EngineInfo, OcrResult
 
 
 class TesseractEngine:
