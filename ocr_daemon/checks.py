@@ -23,7 +23,7 @@ from typing import Literal
 
 from ocr_daemon.cluster import check as cluster_check
 from ocr_daemon.config import LICENSE_ENV, Config, languages, rules
-from ocr_daemon.engines import aspose_runtime as runtime
+from ocr_daemon.engines import aspose_runtime
 from ocr_daemon.engines.aspose import WARM_UP_PREFIX  # importing engine does not import aspose
 from ocr_daemon.engines.base import EngineInfo, OcrResult, load_engine
 from ocr_daemon.errors import EngineUnavailable, ExitCode, FolderUnusable, OcrDaemonError
@@ -113,7 +113,7 @@ def explain(config: Config, path: Path) -> list[str]:
 
 def _openssl() -> CheckLine:
     try:
-        found = runtime.find_openssl()
+        found = aspose_runtime.find_openssl()
     except EngineUnavailable as exc:
         return CheckLine("FAIL", exc.message, exc.exit_code)
     return CheckLine("ok", f"OpenSSL 1.1 ({found.source}): {found.libssl}, {found.libcrypto}")

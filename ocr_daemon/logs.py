@@ -12,7 +12,7 @@ from typing import TextIO
 
 import structlog
 
-from ocr_daemon import safefs as fsops
+from ocr_daemon import safefs
 
 _LEVELS = {
     "debug": logging.DEBUG,
@@ -53,7 +53,7 @@ def _escape_names(
     console cannot write them and JSON would carry lone surrogates other readers reject."""
     for key, value in event.items():
         if isinstance(value, str):
-            event[key] = fsops.shown(value)
+            event[key] = safefs.shown(value)
         elif isinstance(value, (list, tuple)):
-            event[key] = [fsops.shown(v) if isinstance(v, str) else v for v in value]
+            event[key] = [safefs.shown(v) if isinstance(v, str) else v for v in value]
     return event

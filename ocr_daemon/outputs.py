@@ -20,7 +20,7 @@ from pathlib import Path, PurePosixPath
 
 import structlog
 
-from ocr_daemon import safefs as fsops
+from ocr_daemon import safefs
 from ocr_daemon.config import Config
 from ocr_daemon.config.rules import config_for
 from ocr_daemon.engines.base import OcrResult
@@ -97,7 +97,7 @@ class Outputs:
         for _ in range(NAME_TRIES):
             with self._naming:
                 moved = self._free_failed_name(job.rel)
-                record = moved.with_name(fsops.fit_name(moved.name, ERROR_SUFFIX))
+                record = moved.with_name(safefs.fit_name(moved.name, ERROR_SUFFIX))
                 self._reserve(job, "failed", record, moved, failure.error.reason)
             if self._write(job, self.config.failed, record, _error_record(job, failure, moved)):
                 self._dispose(job, "failed", moved)
@@ -109,8 +109,8 @@ class Outputs:
         was written yet (the job is active again and will be recognised anew)."""
         assert job.output is not None
         root = self.config.outbox if job.outcome == "done" else self.config.failed
-        fsops.remove_temp(root, job.output.parent, str(job.id))
-        if fsops.lstat_in(root, job.output) is None:
+        safefs.remove_temp(root, job.output.parent, str(job.id))
+        if safefs.lstat_in(root, job.output) is None:
             self.journal.reopen(job.id)
             return False
         self._dispose(job, job.outcome or "done", job.moved_to)
@@ -143,21 +143,21 @@ class Outputs:
         return config_for(self.config, job.rel)[0]
 
     def _check_unchanged(self, job: JobRecord) -> None:
-        st = fsops.lstat_in(self.config.inbox, job.rel)
-        if st is None or fsops.Identity.of(st) != job.identity:
+        st = safefs.lstat_in(self.config.inbox, job.rel)
+        if st is None or safefs.Identity.of(st) != job.identity:
             raise InputChanged(job.rel, vanished=st is None)
 
     def _free_name(self, root: Path, rel: PurePosixPath) -> PurePosixPath:
         for n in range(1, 100_000):
-            candidate = fsops.numbered(rel, n)
+            candidate = safefs.numbered(rel, n)
             if not self._taken(root, candidate):
                 return candidate
         raise OSError(f"no free name for {rel} under {root}")
 
     def _free_failed_name(self, rel: PurePosixPath) -> PurePosixPath:
         for n in range(1, 100_000):
-            moved = fsops.numbered(rel, n)
-            record = moved.with_name(fsops.fit_name(moved.name, ERROR_SUFFIX))
+            moved = safefs.numbered(rel, n)
+            record = moved.with_name(safefs.fit_name(moved.name, ERROR_SUFFIX))
             if not (
                 self._taken(self.config.failed, moved) or self._taken(self.config.failed, record)
             ):
@@ -165,19 +165,19 @@ class Outputs:
         raise OSError(f"no free name for {rel} under {self.config.failed}")
 
     def _taken(self, root: Path, rel: PurePosixPath) -> bool:
-        return fsops.lstat_in(root, rel) is not None or self.journal.is_reserved(rel)
+        return safefs.lstat_in(root, rel) is not None or self.journal.is_reserved(rel)
 
     def _write(self, job: JobRecord, root: Path, rel: PurePosixPath, data: bytes) -> bool:
         """Publish the output; False when someone else created that name since it was chosen."""
         try:
-            fsops.write_new(root, rel, data, self._config_for(job).output_mode, tag=str(job.id))
+            safefs.write_new(root, rel, data, self._config_for(job).output_mode, tag=str(job.id))
         except FileExistsError:
             self.journal.reopen(job.id)
             log.warning("output.name_taken", path=str(job.rel), output=str(rel))
             return False
         except OSError as exc:
             self.journal.reopen(job.id)
-            raise fsops.as_output_error(exc, root) from exc
+            raise safefs.as_output_error(exc, root) from exc
         return True
 
     def _names_keep_vanishing(self, job: JobRecord, root: Path) -> OutputError:
@@ -189,16 +189,16 @@ class Outputs:
         root = self.config.processed if outcome == "done" else self.config.failed
         try:
             if moved is not None:
-                fsops.remove_temp(root, moved.parent, fsops.move_temp_tag(str(job.id)))
-                fsops.move_new(
+                safefs.remove_temp(root, moved.parent, safefs.move_temp_tag(str(job.id)))
+                safefs.move_new(
                     self.config.inbox, job.rel, root, moved, job.identity, tag=str(job.id)
                 )
             elif self._config_for(job).on_success == "delete":
-                fsops.unlink_in(self.config.inbox, job.rel, job.identity)
+                safefs.unlink_in(self.config.inbox, job.rel, job.identity)
         except FileNotFoundError:
             log.warning("file.vanished_at_disposal", path=str(job.rel))
         except OSError as exc:
-            raise fsops.as_output_error(exc, root) from exc
+            raise safefs.as_output_error(exc, root) from exc
         self.journal.finish(job.id, outcome)
 
 
@@ -215,7 +215,7 @@ def _error_record(job: JobRecord, failure: Failure, moved: PurePosixPath) -> byt
         "engine": failure.engine,
         "daemon_version": metadata.version("ocr-daemon"),
     }
-    shown = {k: fsops.shown(v) if isinstance(v, str) else v for k, v in record.items()}
+    shown = {k: safefs.shown(v) if isinstance(v, str) else v for k, v in record.items()}
     # a non-UTF-8 name written escaped (caf\\xe9.png): lone surrogates are not valid UTF-8
     return (json.dumps(shown, indent=2, ensure_ascii=False, default=str) + "\n").encode()
 

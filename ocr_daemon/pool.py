@@ -231,7 +231,7 @@ def _describe_exit(code: int | None) -> str:
 
 class Pool:
     """The slots, started together; knows which engine they run. With ``cluster.url`` set, the
-    local slots are followed by ``cluster.slots`` remote ones (see `cluster.py`)."""
+    local slots are followed by ``cluster.slots`` remote ones (see `cluster/coordinator.py`)."""
 
     def __init__(self, config: Config, size: int, journal: Journal | None = None) -> None:
         self.slots = [Slot(i, config) for i in range(size)]

@@ -22,8 +22,8 @@ from typing import Any
 import pytest
 import structlog
 
-from ocr_daemon.cluster import coordinator as cluster
 from ocr_daemon.cluster import wire
+from ocr_daemon.cluster.check import check as check_cluster
 from ocr_daemon.cluster.worker_host import WorkerHost
 from ocr_daemon.config import ClusterSettings, Config, load_config
 from ocr_daemon.pool import Slot
@@ -314,12 +314,12 @@ def test_check_sees_broker_stream_and_a_worker(
 ) -> None:
     lab = lab_factory(1)
     config_path = coordinator_config(tmp_path, lab)
-    before = cluster.check(load_config(config_path))
+    before = check_cluster(load_config(config_path))
     assert [status for status, _text, _code in before][:1] == ["ok"]
     assert before[-1][0] == "FAIL" and "no worker host" in before[-1][1]
 
     start_workers(lab, tmp_path)
-    after = cluster.check(load_config(config_path))
+    after = check_cluster(load_config(config_path))
     assert [status for status, _text, _code in after] == ["ok"] * len(after), after
     assert any("h1" in text for _status, text, _code in after)
 

@@ -29,7 +29,7 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
-from ocr_daemon import safefs as fsops
+from ocr_daemon import safefs
 from ocr_daemon.errors import WorkerCrashed
 from ocr_daemon.journal import Journal
 from ocr_daemon.pool import Slot
@@ -475,10 +475,10 @@ def test_crash_between_link_and_unlink_of_the_input_finishes_once(tmp_path: Path
     src.write_bytes(b"abc")
     journal = Journal(config.state_dir)
     journal.open()
-    record = journal.begin(PurePosixPath("doc.png"), fsops.Identity.of(os.lstat(src)))
+    record = journal.begin(PurePosixPath("doc.png"), safefs.Identity.of(os.lstat(src)))
     journal.reserve(record.id, "done", PurePosixPath("doc.txt"), PurePosixPath("doc.png"))
     config.outbox.mkdir()
-    fsops.write_new(config.outbox, PurePosixPath("doc.txt"), b"first result", 0o640, "x")
+    safefs.write_new(config.outbox, PurePosixPath("doc.txt"), b"first result", 0o640, "x")
     config.processed.mkdir()
     os.link(src, config.processed / "doc.png")
     journal.close()

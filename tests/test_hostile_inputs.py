@@ -24,7 +24,7 @@ import pytest
 from PIL import Image
 from structlog.testing import capture_logs
 
-from ocr_daemon import safefs as fsops
+from ocr_daemon import safefs
 from ocr_daemon.config import AsposeSettings, Config, Limits
 from ocr_daemon.daemon import Daemon
 from ocr_daemon.engines.images import MIN_SIDE_PX
@@ -215,12 +215,12 @@ def _rel(rel: bytes) -> PurePosixPath:
 
 
 def _sidecar(rel: bytes) -> bytes:
-    return os.fsencode(str(fsops.numbered(_rel(rel).with_suffix(".txt"), 1)))
+    return os.fsencode(str(safefs.numbered(_rel(rel).with_suffix(".txt"), 1)))
 
 
 def _record(rel: bytes) -> bytes:
     path = _rel(rel)
-    return os.fsencode(str(path.with_name(fsops.fit_name(path.name, ".error.json"))))
+    return os.fsencode(str(path.with_name(safefs.fit_name(path.name, ".error.json"))))
 
 
 def observe(batch: Batch, case: Case) -> tuple[str, str]:

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from ocr_daemon import safefs as fsops
+from ocr_daemon import safefs
 from ocr_daemon.config import Config
 from ocr_daemon.engines.base import OcrResult
 from ocr_daemon.journal import JobRecord, Journal
@@ -29,13 +29,13 @@ def _interrupted(tmp_path: Path, *, write_sidecar: bool, leave_temp: bool):  # t
     journal = Journal(config.state_dir)
     journal.open()
     rel = PurePosixPath("doc.png")
-    record = journal.begin(rel, fsops.Identity.of(os.lstat(src)))
+    record = journal.begin(rel, safefs.Identity.of(os.lstat(src)))
     journal.reserve(record.id, "done", PurePosixPath("doc.txt"), PurePosixPath("doc.png"))
     config.outbox.mkdir(parents=True)
     if leave_temp:
-        (config.outbox / f"{fsops.TEMP_PREFIX}{record.id}").write_text("half")
+        (config.outbox / f"{safefs.TEMP_PREFIX}{record.id}").write_text("half")
     if write_sidecar:
-        fsops.write_new(config.outbox, PurePosixPath("doc.txt"), b"first result", 0o640, "x")
+        safefs.write_new(config.outbox, PurePosixPath("doc.txt"), b"first result", 0o640, "x")
     journal.close()  # the "crash": nothing after this step ran
     return config
 
@@ -106,7 +106,7 @@ def _jobs(config: Config, names: list[str]) -> tuple[Journal, list[JobRecord]]:
     records = []
     for name in names:
         (config.inbox / name).write_bytes(name.encode())
-        identity = fsops.Identity.of(os.lstat(config.inbox / name))
+        identity = safefs.Identity.of(os.lstat(config.inbox / name))
         records.append(journal.begin(PurePosixPath(name), identity))
     return journal, records
 
@@ -180,16 +180,16 @@ def test_two_moves_across_filesystems_at_once_each_keep_their_own_bytes(
     config = make_config(tmp_path)
     journal, records = _jobs(config, ["a.png", "b.png"])
     outputs = Outputs(config, journal)
-    publish = fsops._publish
+    publish = safefs._publish
     interleaved: list[str] = []
 
     def publish_after_the_other_move(dfd: int, tmp: str, name: str) -> None:
-        if tmp.startswith(fsops.TEMP_PREFIX + "move") and not interleaved:
+        if tmp.startswith(safefs.TEMP_PREFIX + "move") and not interleaved:
             interleaved.append(name)
             outputs.commit_success(records[1], _text("b.png"))
         publish(dfd, tmp, name)
 
-    monkeypatch.setattr(fsops, "_publish", publish_after_the_other_move)
+    monkeypatch.setattr(safefs, "_publish", publish_after_the_other_move)
     with tmpfs(config.processed, "1m"):
         outputs.commit_success(records[0], _text("a.png"))
 

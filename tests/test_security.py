@@ -18,7 +18,7 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
-from ocr_daemon import safefs as fsops
+from ocr_daemon import safefs
 from ocr_daemon.config import AsposeSettings
 from tests import hostile_files as hf
 from tests.harness import (
@@ -131,14 +131,14 @@ def test_symlink_planted_in_an_output_tree_never_redirects_a_write(
         assert files_under(config.inbox) == []
 
 
-def test_paths_with_dot_dot_or_symlinks_are_refused_by_fsops(tmp_path: Path) -> None:
+def test_paths_with_dot_dot_or_symlinks_are_refused_by_safefs(tmp_path: Path) -> None:
     root = tmp_path / "root"
     root.mkdir()
     (tmp_path / "outside").mkdir()
     os.symlink(tmp_path / "outside", root / "link")
     for rel in ("../escape.txt", "a/../../escape.txt", "link/escape.txt", "./x/../../e"):
         with pytest.raises(OSError, match=r"refusing path component|symlink or not a directory"):
-            fsops.write_new(root, PurePosixPath(rel), b"x", 0o600, "t")
+            safefs.write_new(root, PurePosixPath(rel), b"x", 0o600, "t")
     assert os.listdir(tmp_path / "outside") == []
     assert sorted(os.listdir(tmp_path)) == ["outside", "root"]
 

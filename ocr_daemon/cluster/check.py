@@ -1,6 +1,5 @@
 """The [cluster] lines of ``ocr-daemon check``: the broker answers, the JetStream streams and the
-worker consumer have this config's settings, and at least one worker host has a live heartbeat.
-Re-exported as `cluster.check`."""
+worker consumer have this config's settings, and at least one worker host has a live heartbeat."""
 
 from __future__ import annotations
 

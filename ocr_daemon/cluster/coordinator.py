@@ -7,7 +7,7 @@ bytes to the jobs stream with a ``Nats-Msg-Id`` made of the coordinator, the jou
 identity and its attempt count (so a re-publish after a crash is de-duplicated by the broker), and
 waits for the first result carrying that ID. Commits stay in the daemon; a later result for the
 same ID (a worker that was cut off and came back) is acked and dropped as ``job.duplicate_dropped``.
-Worker hosts announce themselves in a KV bucket, tracked by `cluster_hosts.HostRegistry`.
+Worker hosts announce themselves in a KV bucket, tracked by `registry.HostRegistry`.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from ocr_daemon.cluster import wire
-from ocr_daemon.cluster.check import check
 from ocr_daemon.cluster.registry import HostRegistry
 from ocr_daemon.config import Config
 from ocr_daemon.config.rules import EngineSettings
@@ -44,7 +43,6 @@ if TYPE_CHECKING:
     from nats.aio.msg import Msg
     from nats.js import JetStreamContext
 
-__all__ = ["Coordinator", "RemoteSlot", "check"]  # check: for `ocr-daemon check`
 log = structlog.get_logger()
 REMEMBERED_IDS = 10_000
 

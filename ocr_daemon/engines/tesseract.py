@@ -6,7 +6,7 @@ Debian's `tesseract-ocr-<lang>` packages, provisioned into `.venv/native/tessdat
 `make setup`, or from `tesseract.tessdata_dir`. Fully offline.
 
 Inputs are vetted by `images` exactly as for Aspose; images are decoded there, PDFs are
-rasterised by `pdfpages` (Tesseract cannot read PDFs). Each page is turned upright by
+rasterised by `pdf` (Tesseract cannot read PDFs). Each page is turned upright by
 `orientation` when `config.orientation` is on, then recognised with page segmentation mode 3
 (automatic layout, which keeps columns apart).
 """
@@ -20,8 +20,7 @@ import tesserocr
 from PIL import Image
 
 from ocr_daemon.config import Config, languages
-from ocr_daemon.engines import images, orientation
-from ocr_daemon.engines import pdf as pdfpages
+from ocr_daemon.engines import images, orientation, pdf
 from ocr_daemon.engines.aspose import render_warm_up_page
 from ocr_daemon.engines.base import EngineInfo, OcrResult
 from ocr_daemon.errors import ConfigError, EngineUnavailable
@@ -67,7 +66,7 @@ class TesseractEngine:
     def _pages(self, path: Path) -> Iterator[Image.Image]:
         vetted = images.vet(path, self._config.limits)
         if isinstance(vetted, images.PdfInput):
-            return pdfpages.render_pages(path, self._config.limits)
+            return pdf.render_pages(path, self._config.limits)
         return vetted.pages()
 
     def _read(self, page: Image.Image) -> str:
