@@ -14,7 +14,7 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -28,10 +28,14 @@ from ocr_daemon.errors import (
     OutputError,
 )
 from ocr_daemon.journal import Journal
-from ocr_daemon.pool import Pool, Slot, choose_worker_count
+from ocr_daemon.pool import Pool, choose_worker_count
+from ocr_daemon.slots import Slot
 from ocr_daemon.status import Counts, write_status
 from ocr_daemon.systemd import Notifier
 from ocr_daemon.watcher import InboxWatcher
+
+if TYPE_CHECKING:
+    from ocr_daemon.cluster.coordinator import Coordinator
 
 log = structlog.get_logger()
 STATUS_REFRESH_SECONDS = 10.0
@@ -64,6 +68,7 @@ class Daemon:
             config, self.jobs.enqueue, self.jobs.busy.__contains__, wait_for_content=not once
         )
         self.pool: Pool | None = None
+        self.cluster: Coordinator | None = None
         self._intake: list[asyncio.Task[None]] = []
         self._dispatchers: dict[asyncio.Task[None], Slot] = {}
         self._scan: asyncio.Task[None] | None = None
@@ -87,9 +92,18 @@ class Daemon:
         self.journal.open()
         self._recover()
         size, why = choose_worker_count(self.config)
-        self.pool = Pool(self.config, size, self.journal)
+        self.cluster = self._coordinator(first_index=size)
+        self.pool = Pool(self.config, size, self.cluster.slots if self.cluster else ())
         info = await self.pool.start()
         self._log_started(size, why, info.licensed, f"{info.name} {info.version}")
+
+    def _coordinator(self, first_index: int) -> Coordinator | None:
+        """With ``cluster.url`` set: the coordinator whose remote slots follow the local ones."""
+        if not self.config.cluster.url:
+            return None
+        from ocr_daemon.cluster.coordinator import Coordinator  # noqa: PLC0415 - imports nats
+
+        return Coordinator(self.config, first_index=first_index, journal=self.journal)
 
     def _recover(self) -> None:
         """Finish (or undo) the outcomes a crash interrupted, before anything new starts."""
@@ -284,9 +298,8 @@ class Daemon:
         self.counts.workers = [
             {"slot": s.index, "pid": s.pid, "jobs_done": s.jobs_done, "busy": s.busy} for s in slots
         ]
-        cluster = self.pool.cluster if self.pool else None
-        if cluster is not None:
-            self.counts.hosts = cluster.hosts.summary()
+        if self.cluster is not None:
+            self.counts.hosts = self.cluster.hosts.summary()
 
     def _status_extra(self) -> dict[str, Any]:
         info = self.pool.info if self.pool else None
@@ -297,8 +310,8 @@ class Daemon:
             if info
             else "",
         }
-        if self.pool is not None and self.pool.cluster is not None:
-            extra["cluster"] = self.pool.cluster.status()
+        if self.cluster is not None:
+            extra["cluster"] = self.cluster.status()
         return extra
 
     async def _reloads(self) -> None:

@@ -42,7 +42,7 @@ from ocr_daemon.errors import (
 )
 from ocr_daemon.journal import JobRecord, Journal
 from ocr_daemon.outputs import AlreadyFinished, Failure, InputChanged, Outputs
-from ocr_daemon.pool import Slot
+from ocr_daemon.slots import Slot
 from ocr_daemon.status import Counts
 
 log = structlog.get_logger()

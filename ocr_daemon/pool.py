@@ -1,11 +1,10 @@
 """Worker processes: spawn, warm up, dispatch one job at a time, time out, replace, recycle.
 
-Each `Slot` owns at most one spawned worker process (see `worker.py`) and runs one job at a time
-on it. A worker that dies while holding a job (segfault, abort, OOM kill) raises `WorkerCrashed`
-for that job only; one that runs past the timeout is SIGKILLed (a recognition cannot be
-interrupted any other way) and raises `WorkerTimeout`. Either way the slot starts a fresh worker
-for its next job. Workers are recycled after ``max_jobs_per_worker`` jobs to bound memory.
-"""
+Each `LocalSlot` owns at most one spawned worker process (see `worker.py`) and runs one job at a
+time on it. A worker that dies while holding a job (segfault, abort, OOM kill) raises
+`WorkerCrashed` for that job only; one that runs past the timeout is SIGKILLed (a recognition cannot
+be interrupted any other way) and raises `WorkerTimeout`. Either way the slot starts a fresh worker
+for its next job. Workers are recycled after ``max_jobs_per_worker`` jobs to bound memory."""
 
 from __future__ import annotations
 
@@ -29,8 +28,9 @@ from ocr_daemon.errors import OcrDaemonError, WorkerCrashed, WorkerTimeout
 from ocr_daemon.systemd import MAIN_PROCESS_VARIABLES
 
 if TYPE_CHECKING:
-    from ocr_daemon.cluster.coordinator import Coordinator
-    from ocr_daemon.journal import Journal
+    from collections.abc import Sequence
+
+    from ocr_daemon.slots import Slot
 
 log = structlog.get_logger()
 _SPAWN = multiprocessing.get_context("spawn")
@@ -73,8 +73,8 @@ def _cgroup_limit_mb() -> int:
     return 0
 
 
-class Slot:
-    """One worker process and the job it is running."""
+class LocalSlot:
+    """One worker process and the job it is running (a `slots.Slot`)."""
 
     def __init__(self, index: int, config: Config) -> None:
         self.index = index
@@ -85,12 +85,11 @@ class Slot:
         self.info: EngineInfo | None = None
         self.busy = False
         self.broken = False
-        self.last_pid: int | str | None = None  # a RemoteSlot's: a worker host's id
+        self.last_pid: int | None = None
 
     @property
-    def pid(self) -> int | str | None:
-        """The current worker's pid, or the last one's after it died or was killed (for a
-        `cluster.RemoteSlot`: the worker host that ran its last job)."""
+    def pid(self) -> int | None:
+        """The current worker's pid, or the last one's after it died or was killed."""
         return self.process.pid if self.process else self.last_pid
 
     def alive(self) -> bool:
@@ -230,19 +229,13 @@ def _describe_exit(code: int | None) -> str:
 
 
 class Pool:
-    """The slots, started together; knows which engine they run. With ``cluster.url`` set, the
-    local slots are followed by ``cluster.slots`` remote ones (see `cluster/coordinator.py`)."""
+    """The slots, started together; knows which engine they run: `size` local ones, followed by
+    the `remote` slots the caller composed in (a cluster coordinator's)."""
 
-    def __init__(self, config: Config, size: int, journal: Journal | None = None) -> None:
-        self.slots = [Slot(i, config) for i in range(size)]
+    def __init__(self, config: Config, size: int, remote: Sequence[Slot] = ()) -> None:
+        self.slots: list[Slot] = [LocalSlot(i, config) for i in range(size)]
+        self.slots += remote
         self.info: EngineInfo | None = None
-        self.cluster: Coordinator | None = None
-        if config.cluster.url:
-            assert journal is not None, "a cluster coordinator reads the daemon's journal"
-            from ocr_daemon.cluster.coordinator import Coordinator  # noqa: PLC0415 - imports nats lazily
-
-            self.cluster = Coordinator(config, first_index=size, journal=journal)
-            self.slots += self.cluster.slots
 
     async def start(self) -> EngineInfo:
         """Start every worker; the first error (e.g. engine unavailable) is raised."""

@@ -26,7 +26,7 @@ from ocr_daemon.cluster import wire
 from ocr_daemon.cluster.check import check as check_cluster
 from ocr_daemon.cluster.worker_host import WorkerHost
 from ocr_daemon.config import ClusterSettings, Config, load_config
-from ocr_daemon.pool import Slot
+from ocr_daemon.pool import LocalSlot
 from tests.harness import DOUBLE, files_under, subprocess_env, wait_for, wait_or_dump
 from tests.netns import Lab, LabUnavailable, check_prerequisites
 
@@ -386,7 +386,7 @@ def test_worker_host_job_that_dies_is_logged_and_redelivered_at_once(
     real_stage = WorkerHost._stage
 
     async def full_disk_once(
-        host: WorkerHost, job: wire.JobMessage, slot: Slot, data: bytes
+        host: WorkerHost, job: wire.JobMessage, slot: LocalSlot, data: bytes
     ) -> Path:
         staged.append(job.msg_id)
         if len(staged) == 1:

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from ocr_daemon.errors import WorkerTimeout
-from ocr_daemon.pool import Slot
+from ocr_daemon.pool import LocalSlot
 from tests.harness import DaemonProcess, files_under, make_config, start, wait_for, write_config
 
 WATCHDOG_USEC = 2_000_000  # the daemon pings every 1 s
@@ -156,7 +156,7 @@ def test_killing_an_engine_that_is_slow_to_be_reaped_never_stalls_the_loop(
 ) -> None:
     """A hung job is killed at its timeout; reaping the killed engine takes 5 s here (its exit
     pipe is held open), and all that time the loop keeps running."""
-    slot = Slot(0, make_config(tmp_path))
+    slot = LocalSlot(0, make_config(tmp_path))
 
     async def scenario() -> tuple[float, BaseException | None]:
         await slot.start()

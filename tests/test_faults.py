@@ -32,7 +32,7 @@ import pytest
 from ocr_daemon import safefs
 from ocr_daemon.errors import WorkerCrashed
 from ocr_daemon.journal import Journal
-from ocr_daemon.pool import Slot
+from ocr_daemon.pool import LocalSlot
 from tests.fault_engine import BROKEN_MARKER
 from tests.harness import (
     REPO,
@@ -524,7 +524,7 @@ def test_engine_dead_before_its_job_is_sent_is_a_crash_not_a_dead_dispatcher(
     down its pipe, so the send fails (EPIPE). That job is a worker crash, retried like any
     other; it used to escape as BrokenPipeError and stop the whole daemon (`daemon.fatal`:
     "dispatch-0 died on ...", seen under test_event_loop's engine kills)."""
-    slot = Slot(0, make_config(tmp_path))
+    slot = LocalSlot(0, make_config(tmp_path))
 
     async def scenario() -> BaseException:
         await slot.start()

@@ -1,7 +1,7 @@
 """The coordinator's side of scale-out: remote slots that hand jobs to worker hosts over NATS
 JetStream, and the one place their results come back in.
 
-A `RemoteSlot` looks like a `pool.Slot` to the daemon: ``await slot.run(job_id, path, timeout_s)``
+A `RemoteSlot` is a `slots.Slot` to the daemon: ``await slot.run(job_id, path, timeout_s)``
 returns an `OcrResult` or raises the job's error. Behind it the `Coordinator` publishes the scan's
 bytes to the jobs stream with a ``Nats-Msg-Id`` made of the coordinator, the journal id, the file's
 identity and its attempt count (so a re-publish after a crash is de-duplicated by the broker), and
@@ -36,7 +36,6 @@ from ocr_daemon.errors import (
     ClusterUnavailable,
 )
 from ocr_daemon.journal import Journal
-from ocr_daemon.pool import Slot
 
 if TYPE_CHECKING:
     from nats.aio.client import Client
@@ -55,15 +54,22 @@ class Waiter:
     consumed: bool = False  # a re-published job a worker already took (its result may be gone)
 
 
-class RemoteSlot(Slot):
-    """A pool slot whose jobs run on whichever worker host pulls them first."""
+class RemoteSlot:
+    """A slot (`slots.Slot`) whose jobs run on whichever worker host pulls them first."""
 
-    def __init__(self, index: int, config: Config, coordinator: Coordinator) -> None:
-        super().__init__(index, config)
+    def __init__(self, index: int, coordinator: Coordinator) -> None:
+        self.index = index
         self.coordinator = coordinator
+        self.busy = False
+        self.broken = False
+        self.info: EngineInfo | None = None
+        self.jobs_done = 0
+        self.last_host: str | None = None
 
-    def alive(self) -> bool:
-        return self.coordinator.connected()
+    @property
+    def pid(self) -> str | None:
+        """The worker host that ran this slot's last job."""
+        return self.last_host
 
     async def start(self) -> EngineInfo:
         self.info = await self.coordinator.start()
@@ -78,7 +84,7 @@ class RemoteSlot(Slot):
         finally:
             self.busy = False
         self.jobs_done += 1
-        self.last_pid = reply.worker_id  # `pid`: the worker host that ran its last job
+        self.last_host = reply.worker_id
         if reply.error is not None:
             reply.error.path = str(path)
             raise reply.error
@@ -87,9 +93,6 @@ class RemoteSlot(Slot):
 
     async def stop(self, grace_s: float) -> None:
         await self.coordinator.close()
-
-    async def kill(self) -> None:
-        pass
 
 
 class Coordinator:
@@ -102,7 +105,7 @@ class Coordinator:
         self.id = wire.host_id(self.settings.coordinator_id)
         self.results_subject = f"{self.settings.results_subject}.{self.id}"
         count = self.settings.slots
-        self.slots = [RemoteSlot(first_index + i, config, self) for i in range(count)]
+        self.slots = [RemoteSlot(first_index + i, self) for i in range(count)]
         self.waiters: dict[str, Waiter] = {}
         self.orphans: dict[str, tuple[float, wire.ResultMessage]] = {}
         self.finished: OrderedDict[str, None] = OrderedDict()

@@ -1,13 +1,12 @@
 """``ocr-daemon worker``: an OCR worker host for a coordinator, over NATS JetStream.
 
-It runs the same warm engine pool as the daemon (`pool.Slot`s), pulls only as many jobs as it has
-free engines, renews the broker's lease (``+WPI``) every third of ``ack_wait_seconds`` while a job
-is recognised, publishes the result, and only then acks. It owns no folders and commits nothing: a
-job it never acks (host died, link cut) is redelivered to another worker after the ack wait, and
-if its late result arrives after all, the coordinator drops it. It announces itself in the
-workers KV bucket every ``heartbeat_seconds``. SIGTERM stops pulling and lets jobs in flight
-finish for ``shutdown_timeout_seconds``; a second signal stops at once (the broker redelivers).
-"""
+It runs the same warm engine pool as the daemon (`pool.LocalSlot`s), pulls only as many jobs as it
+has free engines, renews the broker's lease (``+WPI``) every third of ``ack_wait_seconds`` while a
+job is recognised, publishes the result, and only then acks. It owns no folders and commits nothing:
+a job it never acks (host died, link cut) is redelivered to another worker after the ack wait, and
+if its late result arrives after all, the coordinator drops it. It announces itself in the workers
+KV bucket every ``heartbeat_seconds``. SIGTERM stops pulling and lets jobs in flight finish for
+``shutdown_timeout_seconds``; a second signal stops at once (the broker redelivers)."""
 
 from __future__ import annotations
 
@@ -36,8 +35,9 @@ from ocr_daemon.errors import (
     TransientError,
     UsageError,
 )
-from ocr_daemon.pool import Pool, Slot, choose_worker_count
-from ocr_daemon.service import handle_dump_signal, handle_stop_signals, watch_the_loop
+from ocr_daemon.pool import Pool, choose_worker_count
+from ocr_daemon.signals import handle_dump_signal, handle_stop_signals, watch_the_loop
+from ocr_daemon.slots import Slot
 
 if TYPE_CHECKING:
     from nats.aio.client import Client
