@@ -21,18 +21,18 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Literal
 
+from ocr_daemon import folders
 from ocr_daemon.cluster import check as cluster_check
-from ocr_daemon.config import LICENSE_ENV, Config, languages, rules
+from ocr_daemon.config import LICENSE_ENV, Config, languages
+from ocr_daemon.config.rules import RULE_KEYS
 from ocr_daemon.engines import aspose_runtime
-from ocr_daemon.engines.aspose import WARM_UP_PREFIX  # importing engine does not import aspose
-from ocr_daemon.engines.base import EngineInfo, OcrResult, load_engine
-from ocr_daemon.errors import EngineUnavailable, ExitCode, FolderUnusable, OcrDaemonError
+from ocr_daemon.engines.base import WARM_UP_PREFIX, EngineInfo, OcrResult, load_engine
+from ocr_daemon.errors import EngineUnavailable, ExitCode, OcrDaemonError
 
 PACKAGES = (
     *("ocr-daemon", "aspose-ocr-python-net", "Pillow", "watchfiles", "structlog"),
     *("tesserocr", "pypdfium2"),
 )
-FOLDERS = ("inbox", "outbox", "processed", "failed", "state_dir")
 ENGINE_TIMEOUT_SECONDS = 180.0
 Status = Literal["ok", "warn", "FAIL"]
 
@@ -57,7 +57,7 @@ def run_checks(config: Config) -> Iterator[CheckLine]:
         yield CheckLine("FAIL", "engine not started: it needs OpenSSL 1.1", ExitCode.UNAVAILABLE)
     else:
         yield from _engine(config)
-    for name in FOLDERS:
+    for name in folders.FOLDERS:
         yield _folder(name, getattr(config, name))
     if config.cluster.url:
         yield from (CheckLine(s, t, c) for s, t, c in cluster_check.check(config))
@@ -91,7 +91,7 @@ def _tesseract(config: Config) -> CheckLine:
         return CheckLine("FAIL", f"tesserocr not importable: {exc}", ExitCode.UNAVAILABLE)
     tessdata = languages.find_tessdata(config.tesseract.tessdata_dir)
     installed = languages.installed_tesseract(tessdata)
-    effective_configs = [effective for effective, _ in rules.effective_configs(config)]
+    effective_configs = [effective for effective, _ in config.variants()]
     needed = {"osd"} if any(c.orientation for c in effective_configs) else set()
     for effective in effective_configs:
         if effective.engine == "tesseract":
@@ -108,7 +108,22 @@ def explain(config: Config, path: Path) -> list[str]:
     it) and the rule that gave them."""
     absolute, inbox = path.resolve(), config.inbox.resolve()
     rel = absolute.relative_to(inbox) if absolute.is_relative_to(inbox) else path
-    return rules.explain(config, rel.as_posix())
+    return _explain_rel(config, rel.as_posix())
+
+
+def _explain_rel(config: Config, rel: str) -> list[str]:
+    effective, rule = config.for_path(rel)
+    source = rule.describe() if rule else "defaults (no rule matched)"
+    lines = [f"path: {rel}", f"rule: {source}"]
+    set_by_rule = dict(rule.overrides) if rule else {}
+    for key in RULE_KEYS:
+        value = getattr(effective, key)
+        shown = f"0o{value:o}" if key == "output_mode" else value
+        if isinstance(value, tuple):
+            shown = ", ".join(value)
+        origin = "rule" if key in set_by_rule else "default"
+        lines.append(f"  {key} = {shown}  ({origin})")
+    return lines
 
 
 def _openssl() -> CheckLine:
@@ -192,64 +207,13 @@ def _engine_died(exitcode: int | None, output: Path, steps: int) -> CheckLine:
     return CheckLine("FAIL", f"engine process {how} {stage}{said}", ExitCode.UNAVAILABLE)
 
 
-def create_folders(config: Config) -> None:
-    """The daemon's first step: create each folder in `FOLDERS` that is missing, and make sure
-    the state folder can be written (the journal and its lock live there; an unwritable output
-    folder is instead a per-file retry). `FolderUnusable` names the key, the folder and the OS
-    error, as the FAIL line of `check` does."""
-    for name in FOLDERS:
-        folder: Path = getattr(config, name)
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except FileExistsError:
-            raise FolderUnusable(f"key '{name}': exists but is not a folder", str(folder)) from None
-        except OSError as exc:
-            message = f"key '{name}': cannot create the folder: {exc.strerror}"
-            raise FolderUnusable(message, str(folder)) from None
-    problem = _unwritable(config.state_dir)
-    if problem:
-        message = f"key 'state_dir': the folder is not writable: {problem}"
-        raise FolderUnusable(message, str(config.state_dir))
-
-
 def _folder(name: str, folder: Path) -> CheckLine:
-    problem = _folder_problem(folder)
+    problem = folders.problem(folder)
     if problem is None:
         return CheckLine("ok", f"{name} {folder} exists and is writable")
     if not problem:
         return CheckLine("warn", f"{name} {folder} does not exist yet; the daemon creates it")
     return CheckLine("FAIL", f"{name} {folder} {problem}", ExitCode.CANT_CREATE)
-
-
-def _folder_problem(folder: Path) -> str | None:
-    """Why the daemon could not use `folder`; "" when it would create it, None when usable."""
-    if folder.exists() and not folder.is_dir():
-        return "exists but is not a folder"
-    if folder.is_dir():
-        problem = _unwritable(folder)
-        return f"is not writable: {problem}" if problem else None
-    parent = _nearest_existing(folder)
-    if not parent.is_dir():
-        return f"does not exist and cannot be created: {parent} is not a folder (Not a directory)"
-    if not os.access(parent, os.W_OK | os.X_OK):
-        return f"does not exist and {parent} is not writable (Permission denied)"
-    return ""
-
-
-def _unwritable(folder: Path) -> str | None:
-    """The OS error creating a file in `folder` gives, or None when it can be written."""
-    try:
-        with tempfile.TemporaryFile(dir=folder):
-            pass
-    except OSError as exc:
-        return exc.strerror or str(exc)
-    return None
-
-
-def _nearest_existing(folder: Path) -> Path:
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent
-    return folder
 
 
 def probe_engine(config: Config, sender: Connection, output_path: str) -> None:

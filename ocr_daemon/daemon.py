@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from ocr_daemon import checks
+from ocr_daemon import folders
 from ocr_daemon.config import Config
 from ocr_daemon.dispatch import Dispatcher, Hooks
 from ocr_daemon.errors import (
@@ -78,7 +78,7 @@ class Daemon:
 
     async def run(self) -> int:
         """Run until stopped (or, in `once` mode, until the inbox is done); returns an exit code."""
-        checks.create_folders(self.config)  # before the try: nothing started, nothing to stop
+        folders.create_folders(self.config)  # before the try: nothing started, nothing to stop
         try:
             await self._startup()
             await self._main_loop()

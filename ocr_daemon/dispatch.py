@@ -28,8 +28,7 @@ import structlog
 
 from ocr_daemon import safefs as fsops
 from ocr_daemon.config import Config
-from ocr_daemon.config.rules import EngineSettings, config_for
-from ocr_daemon.engines.base import OcrResult
+from ocr_daemon.engines.base import EngineSettings, OcrResult
 from ocr_daemon.errors import (
     CorruptInput,
     EmptyInput,
@@ -150,7 +149,7 @@ class Dispatcher:
             await self._judge(job, held.error, slot, held)  # the same bytes: no need to re-read
             return
         path = self.config.inbox / job.record.rel
-        effective, rule = config_for(self.config, job.record.rel)
+        effective, rule = self.config.for_path(job.record.rel)
         settings = EngineSettings.of(effective) if rule and rule.sets_engine() else None
         started = time.monotonic()
         try:

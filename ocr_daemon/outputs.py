@@ -22,7 +22,6 @@ import structlog
 
 from ocr_daemon import safefs
 from ocr_daemon.config import Config
-from ocr_daemon.config.rules import config_for
 from ocr_daemon.engines.base import OcrResult
 from ocr_daemon.errors import OcrDaemonError, OutputError
 from ocr_daemon.journal import JobRecord, Journal, Outcome
@@ -140,7 +139,7 @@ class Outputs:
 
     def _config_for(self, job: JobRecord) -> Config:
         """The config with the first per-folder rule matching this input merged in."""
-        return config_for(self.config, job.rel)[0]
+        return self.config.for_path(job.rel)[0]
 
     def _check_unchanged(self, job: JobRecord) -> None:
         st = safefs.lstat_in(self.config.inbox, job.rel)

@@ -22,8 +22,7 @@ import structlog
 
 from ocr_daemon import worker
 from ocr_daemon.config import Config
-from ocr_daemon.config.rules import EngineSettings
-from ocr_daemon.engines.base import EngineInfo, OcrResult
+from ocr_daemon.engines.base import EngineInfo, EngineSettings, OcrResult
 from ocr_daemon.errors import OcrDaemonError, WorkerCrashed, WorkerTimeout
 from ocr_daemon.systemd import MAIN_PROCESS_VARIABLES
 

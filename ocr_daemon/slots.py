@@ -11,8 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Protocol
 
-from ocr_daemon.config.rules import EngineSettings
-from ocr_daemon.engines.base import EngineInfo, OcrResult
+from ocr_daemon.engines.base import EngineInfo, EngineSettings, OcrResult
 
 
 class Slot(Protocol):

@@ -20,8 +20,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 
 from ocr_daemon.config import Config
-from ocr_daemon.config.rules import EngineSettings
-from ocr_daemon.engines.base import Engine, EngineInfo, OcrResult, load_engine
+from ocr_daemon.engines.base import Engine, EngineInfo, EngineSettings, OcrResult, load_engine
 from ocr_daemon.errors import OcrDaemonError, RecognitionFailed
 
 

@@ -17,8 +17,7 @@ import structlog
 from ocr_daemon.cluster import wire
 from ocr_daemon.cluster.registry import HostRegistry
 from ocr_daemon.config import ClusterSettings, load_config
-from ocr_daemon.config.rules import EngineSettings
-from ocr_daemon.engines.base import OcrResult
+from ocr_daemon.engines.base import EngineSettings, OcrResult
 from ocr_daemon.errors import (
     ClusterDeliveryExhausted,
     ClusterUnavailable,

@@ -16,8 +16,8 @@ import pytest
 from PIL import Image
 
 from ocr_daemon.config import Config, Limits
-from ocr_daemon.engines.aspose import WARM_UP_PREFIX, AsposeEngine
-from ocr_daemon.engines.base import OcrResult
+from ocr_daemon.engines.aspose import AsposeEngine
+from ocr_daemon.engines.base import WARM_UP_PREFIX, OcrResult
 from ocr_daemon.errors import (
     ConfigError,
     CorruptInput,

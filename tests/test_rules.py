@@ -11,7 +11,8 @@ import structlog
 
 from ocr_daemon import cli, worker
 from ocr_daemon.config import Config, load_config
-from ocr_daemon.config.rules import EngineSettings, Rule, config_for
+from ocr_daemon.config.rules import Rule
+from ocr_daemon.engines.base import EngineSettings
 from ocr_daemon.errors import ConfigError
 from tests.conftest import render_page
 from tests.harness import DOUBLE, files_under, make_config, run_once
@@ -66,7 +67,7 @@ def test_glob_matching(pattern: str, path: str, matches: bool) -> None:
 
 def test_first_matching_rule_merges_over_the_defaults(tmp_path: Path) -> None:
     config = load_config(write(tmp_path, RULES))
-    french, rule = config_for(config, "invoices/fr/jan.pdf")
+    french, rule = config.for_path("invoices/fr/jan.pdf")
     assert rule is not None and rule.number == 1
     assert (french.engine, french.languages, french.on_success) == (
         "tesseract",
@@ -74,14 +75,14 @@ def test_first_matching_rule_merges_over_the_defaults(tmp_path: Path) -> None:
         "keep",
     )
     assert french.ocr_timeout_seconds == config.ocr_timeout_seconds  # not set by rule 1
-    other, rule = config_for(config, "invoices/de/jan.pdf")
+    other, rule = config.for_path("invoices/de/jan.pdf")
     assert rule is not None and rule.number == 2
     assert (other.engine, other.ocr_timeout_seconds, other.output_mode) == ("aspose", 30.0, 0o600)
-    photo, rule = config_for(config, "invoices/fr/x.jpg")  # rule 1 comes first
+    photo, rule = config.for_path("invoices/fr/x.jpg")  # rule 1 comes first
     assert rule is not None and rule.number == 1 and photo.orientation
-    photo, rule = config_for(config, "phone/x.jpg")
+    photo, rule = config.for_path("phone/x.jpg")
     assert rule is not None and rule.number == 3 and not photo.orientation
-    plain, rule = config_for(config, "letters/a.png")
+    plain, rule = config.for_path("letters/a.png")
     assert rule is None and plain == config
     assert EngineSettings.of(french) == EngineSettings("tesseract", ("fra", "eng"), True)
 

@@ -19,8 +19,7 @@ from PIL import Image
 
 from ocr_daemon.config import Config, Limits, TesseractSettings, languages, load_config
 from ocr_daemon.engines import orientation
-from ocr_daemon.engines.aspose import WARM_UP_LINES
-from ocr_daemon.engines.base import Engine, OcrResult, engine_class
+from ocr_daemon.engines.base import WARM_UP_LINES, Engine, OcrResult, engine_class
 from ocr_daemon.engines.tesseract import TesseractEngine
 from ocr_daemon.errors import (
     ConfigError,

@@ -27,9 +27,8 @@ import structlog
 from ocr_daemon.cluster import wire
 from ocr_daemon.cluster.registry import HostRegistry
 from ocr_daemon.config import Config
-from ocr_daemon.config.rules import EngineSettings
 from ocr_daemon.engines import images
-from ocr_daemon.engines.base import EngineInfo, OcrResult
+from ocr_daemon.engines.base import EngineInfo, EngineSettings, OcrResult
 from ocr_daemon.errors import (
     ClusterDeliveryExhausted,
     ClusterNoResult,

@@ -24,8 +24,7 @@ import structlog
 
 from ocr_daemon import errors
 from ocr_daemon.config import ClusterSettings
-from ocr_daemon.config.rules import EngineSettings
-from ocr_daemon.engines.base import OcrResult
+from ocr_daemon.engines.base import EngineSettings, OcrResult
 from ocr_daemon.errors import ClusterUnavailable, InputError, OcrDaemonError, TransientError
 
 if TYPE_CHECKING:

@@ -1,8 +1,8 @@
 """Per-folder recognition rules: ordered ``[[rules]]`` tables, the first whose glob matches wins.
 
 Owns: the `Rule` data (a glob on the path relative to the inbox plus overrides of top-level
-keys), glob matching, the effective config for one path (`config_for`), and `EngineSettings`,
-the small picklable part of it a worker needs to pick (or lazily build) an engine. Values are
+keys) and glob matching; it imports nothing of ours. Merging a rule over the defaults is
+`Config.for_path`; what a worker needs of it is `engines.base.EngineSettings`. Values are
 converted by the config loader with the same converters as the top-level keys, so a rule's
 ``languages`` or ``on_success`` means exactly what the top-level key means.
 
@@ -12,16 +12,12 @@ Globs: ``*`` and ``?`` stay within one path segment, ``**`` spans any number of 
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import PurePosixPath
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from ocr_daemon.config import Config
+from typing import Any
 
 RULE_KEYS = (
     "engine",
@@ -59,29 +55,6 @@ class Rule:
 
     def describe(self) -> str:
         return f"rules[{self.number}] (match = {self.match!r})"
-
-    def apply(self, config: Config) -> Config:
-        """`config` with this rule's keys set (the keys it does not set keep their values)."""
-        return dataclasses.replace(config, **dict(self.overrides))
-
-
-@dataclass(frozen=True)
-class EngineSettings:
-    """What a worker needs to choose an engine for one job; sent with the job, picklable."""
-
-    engine: str
-    languages: tuple[str, ...]
-    orientation: bool
-
-    @classmethod
-    def of(cls, config: Config) -> EngineSettings:
-        return cls(config.engine, config.languages, config.orientation)
-
-    def apply(self, config: Config) -> Config:
-        """`config` with these settings, for constructing the engine they describe."""
-        return dataclasses.replace(
-            config, engine=self.engine, languages=self.languages, orientation=self.orientation
-        )
 
 
 def glob_to_regex(pattern: str) -> str:
@@ -136,38 +109,3 @@ def parse_rules(value: Any, name: str, convert: Callable[[str, Any, str], Any]) 
         )
         rules.append(Rule(match, overrides, number))
     return tuple(rules)
-
-
-def matching_rule(config: Config, rel: PurePosixPath | str) -> Rule | None:
-    return next((rule for rule in config.rules if rule.matches(rel)), None)
-
-
-def config_for(config: Config, rel: PurePosixPath | str) -> tuple[Config, Rule | None]:
-    """The effective config for inbox-relative `rel`: the first matching rule merged over the
-    defaults (keys it does not set keep the top-level values), and that rule."""
-    rule = matching_rule(config, rel)
-    if rule is None:
-        return config, None
-    return rule.apply(config), rule
-
-
-def effective_configs(config: Config) -> list[tuple[Config, Rule | None]]:
-    """The defaults and each rule's merged config: everything the daemon may run with."""
-    merged = [(rule.apply(config), rule) for rule in config.rules]
-    return [(config, None), *merged]
-
-
-def explain(config: Config, rel: PurePosixPath | str) -> list[str]:
-    """Lines for `ocr-daemon check --explain`: the effective settings and where each came from."""
-    effective, rule = config_for(config, rel)
-    source = rule.describe() if rule else "defaults (no rule matched)"
-    lines = [f"path: {rel}", f"rule: {source}"]
-    set_by_rule = dict(rule.overrides) if rule else {}
-    for key in RULE_KEYS:
-        value = getattr(effective, key)
-        shown = f"0o{value:o}" if key == "output_mode" else value
-        if isinstance(value, tuple):
-            shown = ", ".join(value)
-        origin = "rule" if key in set_by_rule else "default"
-        lines.append(f"  {key} = {shown}  ({origin})")
-    return lines

@@ -13,11 +13,11 @@ import os
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from ocr_daemon.config import languages as langs
-from ocr_daemon.config.rules import Rule, effective_configs, parse_rules
+from ocr_daemon.config.rules import Rule, parse_rules
 from ocr_daemon.config.values import LogFormat, OnSuccess, converter_for
 from ocr_daemon.errors import ConfigError
 
@@ -116,6 +116,19 @@ class Config:
         new = dataclasses.replace(self, **changes)
         check_relationships(new, str(self.source or "<command line>"))
         return new
+
+    def for_path(self, rel: PurePosixPath | str) -> tuple[Config, Rule | None]:
+        """The effective config for inbox-relative `rel`: the first matching rule merged over the
+        defaults (keys it does not set keep the top-level values), and that rule."""
+        rule = next((rule for rule in self.rules if rule.matches(rel)), None)
+        return (self, None) if rule is None else (self._with(rule), rule)
+
+    def variants(self) -> list[tuple[Config, Rule | None]]:
+        """The defaults and each rule's merged config: everything the daemon may run with."""
+        return [(self, None), *((self._with(rule), rule) for rule in self.rules)]
+
+    def _with(self, rule: Rule) -> Config:
+        return dataclasses.replace(self, **dict(rule.overrides))
 
 
 _PATH_KEYS = {
@@ -246,7 +259,7 @@ def _check_engines(config: Config, where: str) -> None:
     tessdata = langs.find_tessdata(config.tesseract.tessdata_dir)
     resources = config.state_dir / "aspose"
     osd_missing = langs.missing_for_tesseract([langs.OSD_MODEL], tessdata)
-    for effective, rule in effective_configs(config):
+    for effective, rule in config.variants():
         problem = _engine_problem(effective, tessdata, resources)
         if problem is None and effective.orientation and osd_missing:
             problem = (

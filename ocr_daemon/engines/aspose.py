@@ -29,7 +29,7 @@ from ocr_daemon.config import AsposeSettings, Config, aspose_mode_problem, langu
 from ocr_daemon.engines import aspose_runtime as runtime
 from ocr_daemon.engines import images, orientation
 from ocr_daemon.engines import pdf as pdfpages
-from ocr_daemon.engines.base import EngineInfo, OcrResult
+from ocr_daemon.engines.base import WARM_UP_LINES, EngineInfo, OcrResult
 from ocr_daemon.errors import (
     ConfigError,
     CorruptInput,
@@ -44,8 +44,6 @@ from ocr_daemon.errors import (
 )
 
 PACKAGE = "aspose-ocr-python-net"
-WARM_UP_LINES = ("The quick brown fox jumps over the lazy dog", "Pack my box with five dozen jugs")
-WARM_UP_PREFIX = "The quick brown"  # evaluation mode returns 'The quick brown fo'
 TRIAL_CHARS_PER_PAGE = 300
 _CORRUPT_MARKERS = (
     "InvalidPdfFileFormatException",

@@ -11,6 +11,7 @@ import path ``"package.module:Class"`` for a plug-in engine (the test suite's do
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,9 @@ from ocr_daemon.config import Config
 from ocr_daemon.errors import ConfigError
 
 PAGE_SEPARATOR = "\f"
+# the built-in warm-up page (drawn by `aspose.render_warm_up_page`) and what its text starts with
+WARM_UP_LINES = ("The quick brown fox jumps over the lazy dog", "Pack my box with five dozen jugs")
+WARM_UP_PREFIX = "The quick brown"  # evaluation mode returns 'The quick brown fo'
 BUILTIN_ENGINES = {
     "aspose": "ocr_daemon.engines.aspose:AsposeEngine",
     "tesseract": "ocr_daemon.engines.tesseract:TesseractEngine",
@@ -55,6 +59,25 @@ class EngineInfo:
     version: str
     licensed: bool
     detail: str = ""
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """What a worker needs to choose an engine for one job; sent with the job, picklable."""
+
+    engine: str
+    languages: tuple[str, ...]
+    orientation: bool
+
+    @classmethod
+    def of(cls, config: Config) -> EngineSettings:
+        return cls(config.engine, config.languages, config.orientation)
+
+    def apply(self, config: Config) -> Config:
+        """`config` with these settings, for constructing the engine they describe."""
+        return dataclasses.replace(
+            config, engine=self.engine, languages=self.languages, orientation=self.orientation
+        )
 
 
 class Engine(Protocol):
