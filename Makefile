@@ -15,6 +15,7 @@ lint: setup
 	$(BIN)/ruff check ocr_daemon tests benchmarks
 	$(BIN)/ruff format --check ocr_daemon tests benchmarks
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 test: setup lint
 	$(BIN)/python -m pytest

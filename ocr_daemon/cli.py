@@ -2,26 +2,27 @@
 
 `main(argv)` returns the exit code and is the one boundary where an `OcrDaemonError` becomes a
 message on stderr plus its sysexits code; `entrypoint()` is the only `sys.exit`. Subcommands live
-in `COMMANDS` (name -> help, argument set-up, handler), so adding one is a few lines.
+in `COMMANDS` (name -> help, argument set-up, handler), so adding one is a few lines. A command's
+module is imported only when that command runs (`lazy`): `--help` and `status` load neither the
+daemon, the watcher, nats nor any engine.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
+import importlib
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
-from ocr_daemon import checks, service
-from ocr_daemon.cluster import worker_host as cluster_worker
+from ocr_daemon import overrides
 from ocr_daemon.config import Config, load_config
-from ocr_daemon.engines.base import load_engine
 from ocr_daemon.errors import ExitCode, InputError, OcrDaemonError
-from ocr_daemon.logs import configure_logging
 
 PROG = "ocr-daemon"
+Handler = Callable[[argparse.Namespace, Config], int]
 
 
 @dataclass(frozen=True)
@@ -29,13 +30,27 @@ class Command:
     """One subcommand: `handler(args, config) -> exit code`."""
 
     help: str
-    handler: Callable[[argparse.Namespace, Config], int]
+    handler: Handler
     add_arguments: Callable[[argparse.ArgumentParser], None] = lambda parser: None
     stdout_is_output: bool = True  # then logs go to stderr, keeping stdout for the output
+    logs: bool = True  # False: the command never logs, so structlog is not even imported
+
+
+def lazy(target: str) -> Handler:
+    """The handler ``"module:function"``, imported when its command runs, not before."""
+    module, _, name = target.partition(":")
+
+    def handler(args: argparse.Namespace, config: Config) -> int:
+        function: Handler = getattr(importlib.import_module(module), name)
+        return function(args, config)
+
+    return handler
 
 
 def run_ocr(args: argparse.Namespace, config: Config) -> int:
     """OCR each FILE in this process; text to stdout, one error line per failed file."""
+    from ocr_daemon.engines.base import load_engine  # noqa: PLC0415 - only this command
+
     engine = load_engine(config)
     files: list[Path] = args.files
     failed = 0
@@ -55,6 +70,8 @@ def run_ocr(args: argparse.Namespace, config: Config) -> int:
 def run_check(args: argparse.Namespace, config: Config) -> int:
     """Print one line per check as it completes; the code of the first failure, else 0.
     With --explain PATH, print only the effective settings for PATH and the rule behind them."""
+    from ocr_daemon import checks  # noqa: PLC0415 - only this command
+
     if args.explain is not None:
         print("\n".join(checks.explain(config, args.explain)))
         return ExitCode.OK
@@ -63,6 +80,15 @@ def run_check(args: argparse.Namespace, config: Config) -> int:
         print(line, flush=True)
         lines.append(line)
     return checks.exit_code(lines)
+
+
+def run_status(args: argparse.Namespace, config: Config) -> int:
+    """The live state, read from the state directory; `NOT_RUNNING` when no daemon runs."""
+    from ocr_daemon.status import read_status, render  # noqa: PLC0415 - only this command
+
+    text, running = render(read_status(config.state_dir), config.state_dir)
+    print(text)
+    return ExitCode.OK if running else ExitCode.NOT_RUNNING
 
 
 def _check_arguments(parser: argparse.ArgumentParser) -> None:
@@ -78,36 +104,47 @@ def _ocr_arguments(parser: argparse.ArgumentParser) -> None:
 COMMANDS: dict[str, Command] = {
     "run": Command(
         "watch the inbox and OCR every new file until stopped",
-        service.run,
-        service.add_run_arguments,
+        lazy("ocr_daemon.service:run"),
+        overrides.add_arguments,
         stdout_is_output=False,
     ),
     "once": Command(
         "OCR what is in the inbox now, then exit (1 if any file failed)",
-        service.once,
-        service.add_run_arguments,
+        lazy("ocr_daemon.service:once"),
+        overrides.add_arguments,
         stdout_is_output=False,
     ),
-    "status": Command("show the running daemon's live state", service.status),
+    "status": Command("show the running daemon's live state", run_status, logs=False),
     "ocr": Command("OCR files now and print their text", run_ocr, _ocr_arguments),
     "check": Command(
         "verify this machine and config can run the daemon", run_check, _check_arguments
     ),
     "worker": Command(
         "run OCR jobs for a coordinator over NATS JetStream (needs [cluster] url)",
-        cluster_worker.run_worker,
+        lazy("ocr_daemon.cluster.worker_host:run_worker"),
         stdout_is_output=False,
     ),
 }
+
+
+class _Version(argparse.Action):
+    """``--version``, looking the installed version up only when asked."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: object) -> None:
+        super().__init__(option_strings, dest, nargs=0, help="show the version and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
+        import importlib.metadata  # noqa: PLC0415 - a few ms every start otherwise
+
+        print(f"{PROG} {importlib.metadata.version(PROG)}")
+        parser.exit()
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG, description="Hot-folder OCR daemon: watches an inbox and OCRs each new scan."
     )
-    parser.add_argument(
-        "--version", action="version", version=f"{PROG} {importlib.metadata.version(PROG)}"
-    )
+    parser.add_argument("--version", action=_Version)
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, command in COMMANDS.items():
         sub = subparsers.add_parser(name, help=command.help, description=command.help)
@@ -122,15 +159,21 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = load_config(args.config)
         if hasattr(args, "set_inbox"):
-            config = service.apply_overrides(config, args)
-        stream = sys.stderr if command.stdout_is_output else None
-        configure_logging(config.log_format, config.log_level, stream=stream)
+            config = overrides.apply(config, args)
+        if command.logs:
+            _configure_logging(config, sys.stderr if command.stdout_is_output else None)
         return command.handler(args, config)
     except OcrDaemonError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return int(exc.exit_code)
     except KeyboardInterrupt:
-        return 130
+        return ExitCode.CTRL_C
+
+
+def _configure_logging(config: Config, stream: TextIO | None) -> None:
+    from ocr_daemon.logs import configure_logging  # noqa: PLC0415 - structlog costs ~0.1 s
+
+    configure_logging(config.log_format, config.log_level, stream=stream)
 
 
 def entrypoint() -> None:

@@ -12,7 +12,8 @@ from enum import IntEnum
 
 class ExitCode(IntEnum):
     OK = 0
-    FILES_FAILED = 1
+    FILES_FAILED = 1  # `once`/`ocr`: some files failed (never a bug: that is SOFTWARE)
+    NOT_RUNNING = 3  # `status`: no daemon is running (the LSB status code)
     USAGE = 64
     DATA_ERROR = 65
     NO_INPUT = 66
@@ -22,6 +23,7 @@ class ExitCode(IntEnum):
     IO_ERROR = 74
     TEMP_FAIL = 75
     CONFIG = 78
+    CTRL_C = 130  # interrupted from the keyboard (128 + SIGINT)
 
 
 class OcrDaemonError(Exception):
