@@ -12,14 +12,15 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import NoReturn, TextIO
 
 from ocr_daemon import overrides
 from ocr_daemon.config import Config, load_config
-from ocr_daemon.errors import ExitCode, InputError, OcrDaemonError
+from ocr_daemon.errors import ExitCode, InputError, OcrDaemonError, UsageError
 
 PROG = "ocr-daemon"
 Handler = Callable[[argparse.Namespace, Config], int]
@@ -140,8 +141,17 @@ class _Version(argparse.Action):
         parser.exit()
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, with a usage error raised as `UsageError` (exit 64, as every usage error) rather
+    than argparse's own exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        raise UsageError(message)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog=PROG, description="Hot-folder OCR daemon: watches an inbox and OCRs each new scan."
     )
     parser.add_argument("--version", action=_Version)
@@ -154,9 +164,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    command = COMMANDS[args.command]
     try:
+        args = build_parser().parse_args(argv)
+        command = COMMANDS[args.command]
         config = load_config(args.config)
         if hasattr(args, "set_inbox"):
             config = overrides.apply(config, args)
@@ -168,6 +178,10 @@ def main(argv: list[str] | None = None) -> int:
         return int(exc.exit_code)
     except KeyboardInterrupt:
         return ExitCode.CTRL_C
+    except Exception:  # a bug: never exit 1, which means "files failed"
+        traceback.print_exc()
+        print(f"{PROG}: internal error (a bug): please report the traceback above", file=sys.stderr)
+        return ExitCode.SOFTWARE
 
 
 def _configure_logging(config: Config, stream: TextIO | None) -> None:

@@ -1,7 +1,8 @@
 """Command-line overrides of top-level config keys for `run` and `once` (``--workers 2`` …).
 
 `add_arguments` declares one option per key in `KEYS`; `apply` returns the config with the
-options that were given, re-validated like the file.
+options that were given, each converted and checked by the same converter as the TOML key (so
+``--max-attempts 0`` is refused as ``max_attempts = 0`` is), then re-validated like the file.
 """
 
 from __future__ import annotations
@@ -10,8 +11,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from ocr_daemon.config import Config
-from ocr_daemon.errors import UsageError
+from ocr_daemon.config import Config, convert_value
+from ocr_daemon.errors import ConfigError, UsageError
 
 KEYS: list[tuple[str, type, str]] = [
     ("inbox", Path, "folder to watch"),
@@ -30,18 +31,27 @@ KEYS: list[tuple[str, type, str]] = [
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     for key, kind, help_text in KEYS:
-        flag = "--" + key.replace("_", "-")
-        parser.add_argument(flag, dest=f"set_{key}", type=kind, metavar=key.upper(), help=help_text)
+        parser.add_argument(
+            _flag(key), dest=f"set_{key}", type=kind, metavar=key.upper(), help=help_text
+        )
 
 
 def apply(config: Config, args: argparse.Namespace) -> Config:
-    changes: dict[str, Any] = {
-        key: getattr(args, f"set_{key}")
-        for key, _kind, _help in KEYS
-        if getattr(args, f"set_{key}", None) is not None
-    }
-    if "on_success" in changes and changes["on_success"] not in ("move", "keep", "delete"):
-        raise UsageError(
-            f"--on-success must be move, keep or delete, not {changes['on_success']!r}"
-        )
+    """`config` with the given options; `UsageError` naming the option for a bad value."""
+    changes: dict[str, Any] = {}
+    for key, kind, _help in KEYS:
+        value = getattr(args, f"set_{key}", None)
+        if value is not None:
+            changes[key] = _converted(key, str(value) if kind is Path else value)
     return config.replace(**changes) if changes else config
+
+
+def _converted(key: str, value: Any) -> Any:
+    try:
+        return convert_value(key, value, _flag(key))
+    except ConfigError as exc:
+        raise UsageError(exc.message) from None
+
+
+def _flag(key: str) -> str:
+    return "--" + key.replace("_", "-")

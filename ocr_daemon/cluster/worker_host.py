@@ -29,6 +29,7 @@ from ocr_daemon.cluster import wire
 from ocr_daemon.config import ClusterSettings, Config
 from ocr_daemon.engines.base import EngineInfo, OcrResult
 from ocr_daemon.errors import (
+    EngineUnavailable,
     ExitCode,
     InputError,
     OcrDaemonError,
@@ -123,7 +124,7 @@ class WorkerHost:
             free = self._free()
             if not free:
                 if not any(not s.broken for s in self.pool.slots):
-                    raise OcrDaemonError("every engine on this host failed to start")
+                    raise EngineUnavailable("every engine on this host failed to start")
                 self.freed.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.freed.wait(), timeout=1.0)

@@ -10,6 +10,7 @@ from ocr_daemon.config.schema import (
     TesseractSettings,
     aspose_mode_problem,
     check_relationships,
+    convert_value,
     load_config,
 )
 
@@ -22,5 +23,6 @@ __all__ = [
     "TesseractSettings",
     "aspose_mode_problem",
     "check_relationships",
+    "convert_value",
     "load_config",
 ]

@@ -158,6 +158,13 @@ def load_config(path: Path | None) -> Config:
     return config
 
 
+def convert_value(key: str, value: Any, name: str) -> Any:
+    """`value` for top-level `key`, converted and checked exactly as the file's would be (a
+    relative path is taken from the working directory); the `ConfigError` names it `name`."""
+    fields = {f.name: f for f in dataclasses.fields(Config)}
+    return _convert(fields[key], value, name, "<command line>", Path.cwd())
+
+
 def _apply_env(config: Config) -> Config:
     licence = os.environ.get(LICENSE_ENV)
     if licence:
