@@ -1,8 +1,9 @@
-"""The configuration: frozen settings (`schema`), per-value rules (`values`), per-folder `[[rules]]`
-(`rules`) and the `languages` vocabulary. This module re-exports the public surface."""
+"""The configuration: frozen settings (`schema`), the TOML loader (`loader`), per-value rules
+(`values`), per-folder `[[rules]]` (`rules`) and the `languages` vocabulary. This module
+re-exports the public surface."""
 
+from ocr_daemon.config.loader import LICENSE_ENV, convert_value, load_config
 from ocr_daemon.config.schema import (
-    LICENSE_ENV,
     AsposeSettings,
     ClusterSettings,
     Config,
@@ -10,8 +11,6 @@ from ocr_daemon.config.schema import (
     TesseractSettings,
     aspose_mode_problem,
     check_relationships,
-    convert_value,
-    load_config,
 )
 
 __all__ = [
