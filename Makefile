@@ -16,6 +16,7 @@ lint: setup
 	$(BIN)/ruff format --check ocr_daemon tests benchmarks
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+	$(BIN)/python scripts/architecture.py --check
 
 test: setup lint
 	$(BIN)/python -m pytest
