@@ -1,5 +1,5 @@
 """The coordinator's side of scale-out: remote slots that hand jobs to worker hosts over NATS
-JetStream, and the one place their results come back in.
+JetStream (their results come back in through `results.Results`).
 
 A `RemoteSlot` is a `slots.Slot` to the daemon: ``await slot.run(job_id, path, timeout_s)``
 returns an `OcrResult` or raises the job's error. Behind it the `Coordinator` publishes the scan's
@@ -16,9 +16,6 @@ import asyncio
 import contextlib
 import dataclasses
 import json
-import time
-from collections import OrderedDict
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,11 +23,11 @@ import structlog
 
 from ocr_daemon.cluster import wire
 from ocr_daemon.cluster.registry import HostRegistry
+from ocr_daemon.cluster.results import Results, Waiter
 from ocr_daemon.config import Config
 from ocr_daemon.engines import images
 from ocr_daemon.engines.base import EngineInfo, EngineSettings, OcrResult
 from ocr_daemon.errors import (
-    ClusterDeliveryExhausted,
     ClusterNoResult,
     ClusterUnavailable,
 )
@@ -42,15 +39,6 @@ if TYPE_CHECKING:
     from nats.js import JetStreamContext
 
 log = structlog.get_logger()
-REMEMBERED_IDS = 10_000
-
-
-@dataclass
-class Waiter:
-    future: asyncio.Future[wire.ResultMessage]
-    seq: int = 0
-    message: Msg | None = None  # the result's message, acked only once the outcome is committed
-    consumed: bool = False  # a re-published job a worker already took (its result may be gone)
 
 
 class RemoteSlot:
@@ -105,16 +93,13 @@ class Coordinator:
         self.results_subject = f"{self.settings.results_subject}.{self.id}"
         count = self.settings.slots
         self.slots = [RemoteSlot(first_index + i, self) for i in range(count)]
-        self.waiters: dict[str, Waiter] = {}
-        self.orphans: dict[str, tuple[float, wire.ResultMessage]] = {}
-        self.finished: OrderedDict[str, None] = OrderedDict()
         self.hosts = HostRegistry(self.settings)
         self.counts = {"published": 0, "redelivered": 0, "duplicates_dropped": 0, "exhausted": 0}
+        self.results = Results(self.settings, self.hosts, self.counts, committed=self._committed)
         self._nc: Client | None = None
         self._js: JetStreamContext | None = None
         self._started: asyncio.Task[EngineInfo] | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        self._acks: set[asyncio.Task[None]] = set()
         self._closed = False
 
     def connected(self) -> bool:
@@ -164,7 +149,7 @@ class Coordinator:
             return await js.subscribe(
                 self.results_subject, durable=f"results-{self.id}",
                 stream=self.settings.results_stream, config=config, manual_ack=True,
-                cb=self._on_result,
+                cb=self.results.on_result,
             )  # fmt: skip
 
         # a predecessor killed a moment ago may still hold the consumer until the broker notices
@@ -176,8 +161,7 @@ class Coordinator:
         if self._closed:
             return
         self._closed = True
-        if self._acks:
-            await asyncio.wait(set(self._acks), timeout=2.0)
+        await self.results.send_acks(timeout_s=2.0)
         for task in self._tasks:
             task.cancel()
         if self._tasks:
@@ -194,14 +178,10 @@ class Coordinator:
         """Publish the job (or find it already published) and wait for its first result."""
         await self.start()
         msg_id, data = await asyncio.to_thread(self._read_job, job_id, path)
-        waiter = Waiter(asyncio.get_running_loop().create_future())
-        self.waiters[msg_id] = waiter
+        waiter = self.results.expect(msg_id)
         object_key = None
         try:
-            early = self.orphans.pop(msg_id, None)
-            if early is not None:
-                waiter.future.set_result(early[1])
-            else:
+            if not waiter.future.done():  # else it arrived early: published before a restart
                 job = wire.JobMessage(msg_id, job_id, path.name, timeout_s, self.results_subject,
                                       None, data, settings)  # fmt: skip
                 object_key = await self._publish(job, path, waiter)
@@ -210,11 +190,10 @@ class Coordinator:
                 limit = min(limit, 2 * self.settings.ack_wait_seconds + 5)
             reply = await self._await_result(msg_id, waiter, limit, str(path))
             if waiter.message is not None:
-                self._ack_when_committed(job_id, waiter.message)
+                self.results.ack_when_committed(job_id, waiter.message)
             return reply
         finally:
-            self.waiters.pop(msg_id, None)
-            self._remember(msg_id)
+            self.results.forget(msg_id)
             if object_key is not None:
                 await self._forget_object(object_key)
 
@@ -303,78 +282,11 @@ class Coordinator:
         row = self.journal.progress(job_id)
         return row is None or row[1] in ("done", "failed", "gone")
 
-    def _remember(self, msg_id: str) -> None:
-        self.finished[msg_id] = None
-        while len(self.finished) > REMEMBERED_IDS:
-            self.finished.popitem(last=False)
-
-    # -- results ------------------------------------------------------------------------------
-
-    async def _on_result(self, message: Msg) -> None:
-        try:
-            reply = wire.ResultMessage.decode(message.data)
-        except (ValueError, KeyError, TypeError) as exc:
-            log.error("cluster.bad_result", error=repr(exc))
-        else:
-            if self._route(reply, message):
-                return  # acked once its outcome is committed
-        with contextlib.suppress(*wire.transport_errors()):
-            await message.ack()
-
-    def _route(self, reply: wire.ResultMessage, message: Msg) -> bool:
-        """Hand the result to the job waiting for it (True), or file it as early or duplicate."""
-        waiter = self.waiters.get(reply.msg_id)
-        if waiter is not None and not waiter.future.done():
-            waiter.future.set_result(reply)
-            waiter.message = message
-            return True
-        if waiter is not None or reply.msg_id in self.finished:
-            self._drop(reply, "already answered")
-        else:  # published before a restart: its job has not been re-queued yet
-            self.orphans[reply.msg_id] = (time.monotonic(), reply)
-        return False
-
-    def _ack_when_committed(self, job_id: int, message: Msg) -> None:
-        """Ack a result once the journal shows its outcome committed, so a coordinator crash
-        between receiving and committing gets it redelivered; at most half an ack wait later."""
-
-        async def ack() -> None:
-            deadline = time.monotonic() + self.settings.ack_wait_seconds / 2
-            while time.monotonic() < deadline:
-                await asyncio.sleep(0.02)
-                if await asyncio.to_thread(self._committed, job_id):
-                    break
-            with contextlib.suppress(*wire.transport_errors()):
-                await message.ack()
-
-        task = asyncio.create_task(ack())
-        self._acks.add(task)
-        task.add_done_callback(self._acks.discard)
-
-    def _drop(self, reply: wire.ResultMessage, why: str) -> None:
-        self.counts["duplicates_dropped"] += 1
-        self.hosts.count_result(reply.worker_id, duplicate=True)
-        log.warning("job.duplicate_dropped", msg_id=reply.msg_id, worker=reply.worker_id,
-                    delivery=reply.delivery, why=why)  # fmt: skip
-
-    def _expire_orphans(self) -> None:
-        cutoff = time.monotonic() - self.settings.duplicate_window_seconds
-        for msg_id, (since, reply) in list(self.orphans.items()):
-            if since < cutoff:
-                del self.orphans[msg_id]
-                self._drop(reply, "no job claimed it")
-
     async def _exhausted(self, message: Msg) -> None:
         """The broker gave up redelivering a job: fail it (it is the coordinator's to fail)."""
         seq = int(json.loads(message.data).get("stream_seq", 0))
-        for msg_id, waiter in list(self.waiters.items()):
-            if waiter.seq == seq and not waiter.future.done():
-                self.counts["exhausted"] += 1
-                error = ClusterDeliveryExhausted(
-                    f"no worker host finished it in {self.settings.max_deliver} deliveries"
-                )
-                waiter.future.set_result(wire.ResultMessage(msg_id, "", 0, 0.0, error=error))
-                await self._withdraw(seq)
+        if self.results.exhausted(seq):
+            await self._withdraw(seq)
 
     # -- worker hosts -------------------------------------------------------------------------
 
@@ -383,7 +295,7 @@ class Coordinator:
         while True:
             await asyncio.sleep(self.settings.heartbeat_seconds)
             await self.hosts.poll(self._js)
-            self._expire_orphans()
+            self.results.expire_orphans()
 
     def status(self) -> dict[str, Any]:
         """Counts and per-worker-host counts for ``status.json``."""
