@@ -172,8 +172,12 @@ class Daemon:
         )  # fmt: skip
 
     async def _drain(self) -> int:
-        """Let in-flight jobs finish up to the shutdown deadline (or a second signal)."""
-        busy = [t for t, s in self._dispatchers.items() if s.busy]
+        """Let in-flight jobs finish up to the shutdown deadline (or a second signal). A job is
+        in flight from the queue until its outcome is committed and logged, not only while its
+        slot recognises it: a dispatcher cancelled mid-commit would leave the commit to finish
+        in its thread with no `file.done` for it."""
+        in_hand = self.jobs.in_hand
+        busy = [t for t, s in self._dispatchers.items() if s.index in in_hand]
         for task in self._dispatchers:
             if task not in busy:
                 task.cancel()

@@ -95,6 +95,7 @@ class Dispatcher:
         self.busy: set[PurePosixPath] = set()
         self.delayed: set[asyncio.Task[None]] = set()
         self.held: dict[PurePosixPath, Held] = {}
+        self.in_hand: set[int] = set()  # slots whose job has no outcome yet (OCR or commit)
 
     def reconfigure(self, config: Config) -> None:
         self.config = config
@@ -133,6 +134,7 @@ class Dispatcher:
             if stop.is_set():
                 self.busy.discard(job.record.rel)
                 return
+            self.in_hand.add(slot.index)
             try:
                 await self._process(slot, job)
             except Exception as exc:  # a bug, not a bad file: exit rather than run half-blind
@@ -141,6 +143,8 @@ class Dispatcher:
                     OcrDaemonError(f"dispatch-{slot.index} died on {job.record.rel}: {exc!r}")
                 )
                 return
+            finally:
+                self.in_hand.discard(slot.index)
             self.hooks.outcome()
 
     async def _process(self, slot: Slot, job: Job) -> None:
