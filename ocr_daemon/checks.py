@@ -22,10 +22,16 @@ from pathlib import Path
 from typing import Literal
 
 from ocr_daemon import cluster_check, languages, rules, runtime
-from ocr_daemon.config import LICENSE_ENV, Config
+from ocr_daemon.config import Config
 from ocr_daemon.engine import WARM_UP_PREFIX  # importing engine does not import aspose
 from ocr_daemon.errors import EngineUnavailable, ExitCode, FolderUnusable, OcrDaemonError
-from ocr_daemon.seam import EngineInfo, OcrResult, load_engine
+from ocr_daemon.seam import (
+    EVALUATION_MODE,
+    EVALUATION_REMEDY,
+    EngineInfo,
+    OcrResult,
+    load_engine,
+)
 
 PACKAGES = (
     *("ocr-daemon", "aspose-ocr-python-net", "Pillow", "watchfiles", "structlog"),
@@ -169,12 +175,9 @@ def _engine_step(kind: str, payload: object, seconds: float, config: Config) -> 
 
 def _licence(info: EngineInfo) -> CheckLine:
     if info.licensed:
-        return CheckLine("ok", "licensed: full text output")
+        return CheckLine("ok", f"{info.licence}: full text output")
     return CheckLine(
-        "warn",
-        "EVALUATION MODE (no Aspose licence): the text of EVERY PAGE IS TRUNCATED to ~300 "
-        "characters and followed by a '***** Trial Licenses *****' notice. To lift it set "
-        f"license_file under [aspose] in the config, or {LICENSE_ENV}=/path/to/Aspose.OCR.lic",
+        "warn", f"EVALUATION MODE ({EVALUATION_MODE}). To lift it, {EVALUATION_REMEDY}"
     )
 
 

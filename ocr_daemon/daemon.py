@@ -29,6 +29,7 @@ from ocr_daemon.errors import (
 )
 from ocr_daemon.journal import Journal
 from ocr_daemon.pool import Pool, Slot, choose_worker_count
+from ocr_daemon.seam import EVALUATION_MODE, EVALUATION_REMEDY, EngineInfo
 from ocr_daemon.status import Counts, write_status
 from ocr_daemon.systemd import Notifier
 from ocr_daemon.watcher import InboxWatcher
@@ -89,7 +90,7 @@ class Daemon:
         size, why = choose_worker_count(self.config)
         self.pool = Pool(self.config, size, self.journal)
         info = await self.pool.start()
-        self._log_started(size, why, info.licensed, f"{info.name} {info.version}")
+        self._log_started(size, why, info)
 
     def _recover(self) -> None:
         """Finish (or undo) the outcomes a crash interrupted, before anything new starts."""
@@ -101,22 +102,17 @@ class Daemon:
                 continue
             log.info("journal.recovered", path=str(record.rel), finished=finished)
 
-    def _log_started(self, workers: int, why: str, licensed: bool, engine: str) -> None:
+    def _log_started(self, workers: int, why: str, info: EngineInfo) -> None:
         cfg = self.config
         log.info(
             "daemon.started", inbox=str(cfg.inbox), outbox=str(cfg.outbox),
             processed=str(cfg.processed), failed=str(cfg.failed), state_dir=str(cfg.state_dir),
-            engine=engine, licence="licensed" if licensed else "evaluation", workers=workers,
+            engine=f"{info.name} {info.version}", licence=info.licence, workers=workers,
             workers_reason=why, polling=self.watcher.polling, settle_seconds=cfg.settle_seconds,
             on_success=cfg.on_success, once=self.once,
         )  # fmt: skip
-        if not licensed:
-            log.warning(
-                "engine.evaluation_mode",
-                message="no Aspose licence: every page is cut to at most 300 characters and ends "
-                "with a '*** Trial Licenses ***' notice; set license_file in the config or "
-                "OCR_DAEMON_LICENSE_FILE to lift this",
-            )
+        if not info.licensed:
+            log.warning("engine.evaluation_mode", message=f"{EVALUATION_MODE}; {EVALUATION_REMEDY}")
 
     async def _main_loop(self) -> None:
         assert self.pool is not None
@@ -297,9 +293,7 @@ class Daemon:
         extra: dict[str, Any] = {
             "inbox": str(self.config.inbox),
             "engine": f"{info.name} {info.version}" if info else self.config.engine,
-            "licence": ("licensed" if info.licensed else "evaluation mode: output truncated")
-            if info
-            else "",
+            "licence": info.licence if info else "",
         }
         if self.pool is not None and self.pool.cluster is not None:
             extra["cluster"] = self.pool.cluster.status()

@@ -56,6 +56,24 @@ class EngineInfo:
     licensed: bool
     detail: str = ""
 
+    @property
+    def licence(self) -> str:
+        """The licence state in words: Tesseract needs none, Aspose without one is a trial."""
+        if self.name != "aspose":
+            return "no licence needed"
+        return "licensed" if self.licensed else "evaluation mode: a fragment of each page"
+
+
+# What evaluation mode means, said the same way by `check`, `daemon.started` and the README.
+EVALUATION_MODE = (
+    "no Aspose licence: each page returns only a fragment of its text (at most 300 characters, "
+    "often much less), then a '*** Trial Licenses ***' notice"
+)
+EVALUATION_REMEDY = (
+    "set license_file under [aspose] in the config (or OCR_DAEMON_LICENSE_FILE), or use "
+    'engine = "tesseract" for full text without a licence'
+)
+
 
 class Engine(Protocol):
     def __init__(self, config: Config) -> None: ...

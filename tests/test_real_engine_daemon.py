@@ -98,3 +98,24 @@ def test_sigterm_during_a_real_recognition_finishes_it(
     assert daemon.wait(timeout=120) == 0
     assert first_words((tmp_path / "outbox/a4.txt").read_text()) == ["Dense", "line", "0"]
     assert files_under(tmp_path / "processed") == ["a4.png"]
+
+
+@pytest.mark.parametrize("engine", ["aspose", "tesseract"])
+def test_start_up_says_what_the_licence_state_means(
+    tmp_path: Path, daemon_factory: list, engine: str
+) -> None:
+    """Without a licence Aspose gives a fragment of each page, and the start-up says so with the
+    switch to Tesseract; Tesseract needs no licence and is never called licensed."""
+    config = write_config(tmp_path, engine=engine, workers=1)
+    daemon = start(daemon_factory, config, command="once")
+    assert daemon.wait(timeout=120) == 0
+    (started,) = daemon.events("daemon.started")
+    warnings = daemon.events("engine.evaluation_mode")
+    if engine == "tesseract":
+        assert started["licence"] == "no licence needed"
+        assert warnings == []
+    elif started["licence"] != "licensed":
+        assert started["licence"] == "evaluation mode: a fragment of each page"
+        (warning,) = warnings
+        assert "at most 300 characters, often much less" in str(warning["message"])
+        assert 'engine = "tesseract"' in str(warning["message"])
