@@ -6,22 +6,23 @@ are caught (the engine silently accepts them), EXIF orientation, and mode normal
 "RGB" (16-bit images otherwise come back as empty text; alpha is flattened onto white).
 
 Images are decoded one frame at a time (`ImageInput.pages()`), so a long TIFF holds one page in
-memory. PDFs are only checked cheaply here (header, trailer, page count when visible); the
-engine reads them itself. A blank but valid image is not an error: it yields a page whose text
-is empty. Images smaller than `MIN_SIDE_PX` in either dimension cannot hold text: `EmptyInput`.
+memory. A PDF is read whole, once, into memory (never mapped: a writer that cuts a mapped
+file kills its reader with SIGBUS) and only checked cheaply here (header, trailer, page count
+when visible); the engines read its pages from those bytes, never from the file again. A blank
+but valid image is not an error: it yields a page whose text is empty. Images smaller than
+`MIN_SIDE_PX` in either dimension cannot hold text: `EmptyInput`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
-import mmap
 import os
 import re
 import stat
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import cast
 
@@ -85,16 +86,18 @@ class ImageInput:
 
 @dataclass(frozen=True)
 class PdfInput:
-    """A PDF that passed the cheap structural checks; the engine reads the file itself."""
+    """A PDF that passed the cheap structural checks, with the bytes they were made on: engines
+    read these bytes, not the file, which its writer may have cut or rewritten since."""
 
     path: Path
     page_count: int | None  # None when the page tree is compressed (object streams)
+    data: bytes = field(repr=False)
     kind: str = "pdf"
 
 
 def vet(path: Path, limits: Limits) -> ImageInput | PdfInput:
     """Check `path` against the limits and its real type; raise an `InputError` if unusable."""
-    size, head = _size_and_head(path, limits)
+    _, head = _size_and_head(path, limits)
     kind = sniff(head)
     if kind not in SUPPORTED_KINDS:
         raise UnsupportedInput(
@@ -103,7 +106,7 @@ def vet(path: Path, limits: Limits) -> ImageInput | PdfInput:
             str(path),
         )
     if kind == "pdf":
-        return _vet_pdf(path, size, limits)
+        return _vet_pdf(path, limits)
     return _vet_image(path, kind, limits)
 
 
@@ -172,11 +175,39 @@ def open_input(path: Path, limits: Limits) -> Iterator[tuple[int, os.stat_result
         os.close(fd)
 
 
-def _vet_pdf(path: Path, size: int, limits: Limits) -> PdfInput:
-    with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as data:
-        if b"%%EOF" not in data[max(0, size - PDF_TAIL_BYTES) :]:
-            raise CorruptInput("PDF is truncated: no %%EOF marker at its end", str(path))
-        counts = [int(a or b) for a, b in _PDF_COUNT.findall(data)]
+def read_input(path: Path, limits: Limits) -> bytes:
+    """The whole file at `path`, read once through `open_input`. A file whose size or mtime
+    changes while it is read is `CorruptInput` as read; committing that verdict then finds the
+    file changed since it settled, and it goes back to settling (a file cut before it was opened
+    reads consistently, and is judged on its content)."""
+    with open_input(path, limits) as (fd, st):
+        data = _read_up_to(fd, st.st_size + 1)  # one byte more shows a file still growing
+        now = os.fstat(fd)
+    if len(data) != st.st_size or (now.st_size, now.st_mtime_ns) != (st.st_size, st.st_mtime_ns):
+        raise CorruptInput(
+            f"file changed while it was read: {st.st_size} bytes when opened, {len(data)} read",
+            str(path),
+        )
+    return data
+
+
+def _read_up_to(fd: int, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    left = limit
+    while left > 0:
+        chunk = os.read(fd, left)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)  # one chunk (the usual case) is returned as is, not copied
+
+
+def _vet_pdf(path: Path, limits: Limits) -> PdfInput:
+    data = read_input(path, limits)
+    if b"%%EOF" not in data[-PDF_TAIL_BYTES:]:
+        raise CorruptInput("PDF is truncated: no %%EOF marker at its end", str(path))
+    counts = [int(a or b) for a, b in _PDF_COUNT.findall(data)]
     page_count = max(counts) if counts else None
     if page_count == 0:
         raise EmptyInput("PDF has no pages", str(path))
@@ -184,7 +215,7 @@ def _vet_pdf(path: Path, size: int, limits: Limits) -> PdfInput:
         raise InputTooLarge(
             f"PDF has {page_count} pages, over limits.max_pages = {limits.max_pages}", str(path)
         )
-    return PdfInput(path, page_count)
+    return PdfInput(path, page_count, data)
 
 
 def _vet_image(path: Path, kind: str, limits: Limits) -> ImageInput:

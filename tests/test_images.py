@@ -50,7 +50,7 @@ def test_pdf_is_vetted_cheaply_with_its_page_count(tmp_path: Path) -> None:
     frames = [Image.new("L", (100, 100), 255) for _ in range(3)]
     path = tmp_path / "doc.pdf"
     frames[0].save(path, "PDF", save_all=True, append_images=frames[1:])
-    assert vet(path, LIMITS) == PdfInput(path, 3)
+    assert vet(path, LIMITS) == PdfInput(path, 3, path.read_bytes())
     with pytest.raises(InputTooLarge, match=r"3 pages, over limits\.max_pages = 2"):
         vet(path, Limits(max_pages=2))
 
