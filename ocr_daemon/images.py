@@ -279,6 +279,8 @@ def _widen(high: Image.Image, path: Path, index: int, rawmode: str) -> Image.Ima
         return high
     names = high.getbands()
     low = _low_bytes(path, index, rawmode)
+    if max(_high(band) for band in high.split()) == 0:
+        return low  # 8-bit data stored in 16 bits: the low bytes are the page
     bands = [
         ImageMath.lambda_eval(lambda a: a["h"] * 256 + a["l"], h=h, l=lo).convert("F")
         for h, lo in zip(high.split(), low.split(), strict=True)
