@@ -22,7 +22,7 @@ from ocr_daemon.config import Limits
 from ocr_daemon.errors import UnsupportedInput
 from ocr_daemon.images import ImageInput, normalise, vet
 from tests.conftest import render_page
-from tests.harness import subprocess_env
+from tests.harness import error_record, files_under, make_config, run_once, subprocess_env
 from tests.test_cli_ocr_check import normalised_words, run, write_config
 from tests.test_tesseract import ENGINES, EngineCache
 
@@ -177,6 +177,29 @@ def test_ocr_command_prints_the_text_of_a_16_bit_page(
     result = run(["ocr", "--config", str(config), str(path)], tmp_path, **subprocess_env())
     assert result.returncode == 0, result.stderr
     assert normalised_words(result.stdout) == FIRST_WORDS, result.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ENGINES)
+def test_daemon_writes_sidecars_for_16_bit_pages_and_fails_what_it_cannot_read(
+    page: Image.Image, tmp_path: Path, name: str
+) -> None:
+    config = make_config(tmp_path, engine=name, workers=1, ocr_timeout_seconds=600)
+    for case in ("grey255.png", "rgb255.png", "float.tif"):
+        save(page, config.inbox / case, case)
+    Image.new("I;16", (1500, 400), 255).save(config.inbox / "blank.png")
+    write_png16(config.inbox / "grey-alpha.png", page.convert("LA"), 255)
+
+    assert run_once(config) == 1  # one failed file
+
+    for sidecar in ("grey255.txt", "rgb255.txt", "float.txt"):
+        text = (config.outbox / sidecar).read_text()
+        assert normalised_words(text) == FIRST_WORDS, (sidecar, text)
+    assert text_without_notice((config.outbox / "blank.txt").read_text()) == ""
+    record = error_record(config, "grey-alpha.png")
+    assert record["reason"] == "unsupported"
+    assert "fewer than 16 bits" in record["message"]
+    assert files_under(config.inbox) == []
 
 
 def test_grey_with_alpha_in_16_bits_is_refused_by_name(page: Image.Image, tmp_path: Path) -> None:
