@@ -4,6 +4,9 @@ Owns: the real type of a file (magic bytes, never the extension), the limits in 
 (bytes before opening, pixels per frame before decoding, pages), full decoding so truncated files
 are caught (the engine silently accepts them), EXIF orientation, and mode normalisation to "L" or
 "RGB" (16-bit images otherwise come back as empty text; alpha is flattened onto white).
+16-bit, 32-bit and float pages are scaled by their white point (`_value_range`), so 8-bit or
+12-bit data stored in 16 bits reads like any page; Pillow keeps only the high byte of 16-bit colour
+samples, so such images are decoded again for their low bytes (`_widen`).
 
 Images are decoded one frame at a time (`ImageInput.pages()`), so a long TIFF holds one page in
 memory. A PDF is read whole, once, into memory (never mapped: a writer that cuts a mapped
@@ -17,16 +20,18 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import math
 import os
 import re
 import stat
+import sys
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import cast
 
-from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFile, ImageMath, ImageOps, UnidentifiedImageError
 
 from ocr_daemon.config import Limits
 from ocr_daemon.errors import (
@@ -61,6 +66,8 @@ _OTHER_MAGIC: tuple[tuple[bytes, int, str], ...] = (
     (b"\xd0\xcf\x11\xe0", 0, "an OLE document (DOC/XLS)"),
 )
 SUPPORTED_KINDS = tuple(dict.fromkeys(kind for _, _, kind in _MAGIC))
+_WIDE_RAWMODES = (";16B", ";16L", ";16N")  # Pillow's 16-bit samples unpacked to their high byte
+_OTHER_BYTE_ORDER = {"B": "L", "L": "B", "N": "B" if sys.byteorder == "little" else "L"}
 _PDF_COUNT = re.compile(
     rb"/Type\s*/Pages\b[^>]*?/Count\s+(\d+)|/Count\s+(\d+)[^>]*?/Type\s*/Pages\b"
 )
@@ -122,17 +129,16 @@ def sniff(head: bytes) -> str:
 
 
 def normalise(image: Image.Image) -> Image.Image:
-    """Upright per EXIF, then "L" or "RGB": alpha flattened onto white, 16/32-bit scaled to 8."""
+    """Upright per EXIF, then "L" or "RGB": alpha flattened onto white, 16/32-bit and float
+    scaled to 8 by their white point."""
     image = ImageOps.exif_transpose(image)
     mode = image.mode
     if mode in ("L", "RGB"):
         return image
     if mode == "1":
         return image.convert("L")
-    if mode.startswith("I;16"):
-        return image.convert("I").point(lambda v: v / 256).convert("L")
-    if mode in ("I", "F"):
-        return _stretch_to_8bit(image)
+    if mode.startswith("I") or mode == "F":  # I, I;16, I;16B, I;16L, I;16N, F
+        return _to_8bit(image.convert("F"))
     if mode in ("LA", "La", "PA", "RGBA", "RGBa") or (mode == "P" and "transparency" in image.info):
         flat = _flatten_on_white(image.convert("RGBA"))
         return flat.convert("L") if mode in ("LA", "La") else flat
@@ -276,20 +282,106 @@ def _check_frame_size(image: Image.Image, path: Path, limits: Limits, index: int
 
 
 def _decode(image: Image.Image, path: Path, index: int) -> Image.Image:
+    rawmode = _rawmode(image)  # read before load(), which consumes the tiles
     try:
         image.load()
-        return image.copy()
+        page = image.copy()
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
         what = f"frame {index + 1}" if index else "image"
         raise CorruptInput(f"{what} cannot be decoded: {exc}", str(path)) from None
+    if rawmode.endswith(_WIDE_RAWMODES) and not page.mode.startswith(("I", "F")):
+        return _widen(page, path, index, rawmode)
+    return page
 
 
-def _stretch_to_8bit(image: Image.Image) -> Image.Image:
-    low, high = cast(tuple[float, float], image.getextrema())
-    if high <= low:
+def _rawmode(image: Image.Image) -> str:
+    """How Pillow will unpack the frame's samples ("RGB;16B": 16-bit RGB, big-endian)."""
+    tiles = getattr(image, "tile", None) or []
+    args = tiles[0].args if tiles else None
+    return args if isinstance(args, str) else str(args[0]) if args else ""
+
+
+def _widen(high: Image.Image, path: Path, index: int, rawmode: str) -> Image.Image:
+    """A 16-bit-per-channel frame at full precision. Pillow gave the high byte of each sample
+    (`high`): right when every band's high bytes reach 128 (data spanning 16 bits), all black
+    for 8-bit data stored in 16 bits. Otherwise the low bytes are decoded again (byte order
+    swapped) and each sample is scaled by its white point: one for the colours, one for alpha."""
+    if min(_high(band) for band in high.split()) >= 128:
+        return high
+    names = high.getbands()
+    low = _low_bytes(path, index, rawmode)
+    if max(_high(band) for band in high.split()) == 0:
+        return low  # 8-bit data stored in 16 bits: the low bytes are the page
+    bands = [
+        ImageMath.lambda_eval(lambda a: a["h"] * 256 + a["l"], h=h, l=lo).convert("F")
+        for h, lo in zip(high.split(), low.split(), strict=True)
+    ]
+    colour_max = max(_high(b) for name, b in zip(names, bands, strict=True) if name != "A")
+    scaled = [
+        _scale(band, 0.0, _white_point(_high(band) if name == "A" else colour_max))
+        for name, band in zip(names, bands, strict=True)
+    ]
+    return Image.merge(high.mode, scaled)
+
+
+def _high(band: Image.Image) -> float:
+    return cast(tuple[float, float], band.getextrema())[1]
+
+
+def _low_bytes(path: Path, index: int, rawmode: str) -> Image.Image:
+    """Frame `index` of `path` decoded with the other byte order: the low byte of each sample."""
+    swapped = rawmode[:-1] + _OTHER_BYTE_ORDER[rawmode[-1]]
+    with _open_image(path) as opened:
+        _seek(opened, index, path)
+        image = cast(ImageFile.ImageFile, opened)  # what Image.open returns: it has tiles
+        image.tile = [tile._replace(args=_with_rawmode(tile.args, swapped)) for tile in image.tile]
+        try:
+            image.load()
+        except (OSError, ValueError, SyntaxError, EOFError) as exc:
+            raise UnsupportedInput(
+                f"16-bit samples ({rawmode}) whose values use fewer than 16 bits: Pillow reads "
+                f"only their high byte, and not their low byte in this layout ({exc}); save the "
+                "image with 8 bits per sample, or as 16-bit greyscale without alpha",
+                str(path),
+            ) from None
+        return image.copy()
+
+
+def _with_rawmode(args: tuple[object, ...] | str | None, rawmode: str) -> tuple[object, ...] | str:
+    """A tile's decoder arguments with `rawmode`: PNG's are a rawmode, TIFF's start with one."""
+    return rawmode if isinstance(args, str) or not args else (rawmode, *args[1:])
+
+
+def _to_8bit(image: Image.Image) -> Image.Image:
+    """A float page ("F") in "L", scaled by `_value_range`; one value everywhere stays blank."""
+    low, white = _value_range(image)
+    if white <= low:
         return Image.new("L", image.size, 255)
-    scale = 255 / (high - low)
-    return image.point(lambda v: (v - low) * scale).convert("L")
+    return _scale(image, low, white)
+
+
+def _value_range(image: Image.Image) -> tuple[float, float]:
+    """Black and white of a float page holding 16-bit, 32-bit or float samples: 0 and 1 for
+    values within 0..1 (floats, or a two-level 0/1 page); for other values within 0..65535, 0 and
+    `_white_point` (8-bit data stored in 16 bits maps to itself, 12-bit data spans 12 bits, full
+    16-bit data keeps its high byte); for any other values, their own extrema."""
+    low, high = cast(tuple[float, float], image.getextrema())
+    if low < 0 or high > 65535:
+        return low, high
+    if high <= 1:
+        return 0.0, 1.0
+    return 0.0, _white_point(high)
+
+
+def _white_point(high: float) -> float:
+    """The top of the fewest bits, at least 8, that hold `high`: 255, 4095, 65535 …"""
+    return float(2 ** max(8, math.ceil(high).bit_length()) - 1)
+
+
+def _scale(image: Image.Image, low: float, white: float) -> Image.Image:
+    """A float band in "L": `low` to 0, `white` to 255, rounded (Pillow's F to L truncates)."""
+    scale = 255 / (white - low)
+    return image.point(lambda v: (v - low) * scale + 0.5).convert("L")
 
 
 def _flatten_on_white(rgba: Image.Image) -> Image.Image:

@@ -164,7 +164,7 @@ def test_exif_orientation_is_applied(tmp_path: Path) -> None:
         (Image.new("I;16", (10, 10), 65535), "L", 255),
         (Image.new("I;16", (10, 10), 32768), "L", 128),
         (Image.new("I", (10, 10), 70000), "L", 255),
-        (Image.new("F", (10, 10), 0.5), "L", 255),
+        (Image.new("F", (10, 10), 0.5), "L", 128),  # floats within 0..1: 1.0 is white
         (Image.new("LA", (10, 10), (0, 0)), "L", 255),
         (Image.new("RGBA", (10, 10), (0, 0, 0, 0)), "RGB", (255, 255, 255)),
         (Image.new("RGBA", (10, 10), (0, 0, 0, 255)), "RGB", (0, 0, 0)),
