@@ -9,9 +9,10 @@ are caught (the engine silently accepts them), EXIF orientation, and mode normal
 samples, so such images are decoded again for their low bytes (`_widen`).
 
 Images are decoded one frame at a time (`ImageInput.pages()`), so a long TIFF holds one page in
-memory. A PDF is read whole, once, into memory (never mapped: a writer that cuts a mapped
-file kills its reader with SIGBUS) and only checked cheaply here (header, trailer, page count
-when visible); the engines read its pages from those bytes, never from the file again. A blank
+memory. Every input is read whole, once, into memory, and decoded from those bytes: never mapped
+(a writer that cuts a mapped file kills its reader with SIGBUS), never read from the file again
+(what was vetted is what is recognised). A PDF is only checked cheaply here (header, trailer,
+page count when visible); the engines read its pages from those bytes. A blank
 but valid image is not an error: it yields a page whose text is empty. Images smaller than
 `MIN_SIDE_PX` in either dimension cannot hold text: `EmptyInput`.
 """
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import io
 import math
 import os
 import re
@@ -81,14 +83,15 @@ class ImageInput:
     kind: str
     page_count: int
     limits: Limits
+    data: bytes = field(repr=False)  # the bytes vetted: decoded from memory, never the file again
 
     def pages(self) -> Iterator[Image.Image]:
         """Each frame fully decoded, upright, in mode "L" or "RGB"."""
-        with _open_image(self.path) as image:
+        with _open_image(self.data, self.path) as image:
             for index in range(self.page_count):
                 _seek(image, index, self.path)
                 _check_frame_size(image, self.path, self.limits, index)
-                yield normalise(_decode(image, self.path, index))
+                yield normalise(_decode(image, self.data, self.path, index))
 
 
 @dataclass(frozen=True)
@@ -225,23 +228,27 @@ def _vet_pdf(path: Path, limits: Limits) -> PdfInput:
 
 
 def _vet_image(path: Path, kind: str, limits: Limits) -> ImageInput:
-    with _open_image(path) as image:
+    data = read_input(path, limits)
+    with _open_image(data, path) as image:
         page_count = getattr(image, "n_frames", 1)
         _check_frame_size(image, path, limits, 0)
     if page_count > limits.max_pages:
         raise InputTooLarge(
             f"image has {page_count} frames, over limits.max_pages = {limits.max_pages}", str(path)
         )
-    return ImageInput(path, kind, page_count, limits)
+    return ImageInput(path, kind, page_count, limits, data)
 
 
-def _open_image(path: Path) -> Image.Image:
+def _open_image(data: bytes, path: Path) -> Image.Image:
+    """The image in `data` (read from `path`), opened from memory: given a file name, Pillow
+    maps uncompressed TIFF and BMP frames, and a writer that cuts a mapped file kills its reader
+    with SIGBUS."""
     ImageFile.LOAD_TRUNCATED_IMAGES = False  # never accept a truncated file as a short page
     try:
         with warnings.catch_warnings():
             # our own limits.max_pixels check runs before decoding; Pillow's warning is noise
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            return Image.open(path)
+            return Image.open(io.BytesIO(data))
     except Image.DecompressionBombError as exc:
         raise InputTooLarge(f"decompression bomb refused by Pillow: {exc}", str(path)) from None
     except UnidentifiedImageError:
@@ -281,7 +288,7 @@ def _check_frame_size(image: Image.Image, path: Path, limits: Limits, index: int
         )
 
 
-def _decode(image: Image.Image, path: Path, index: int) -> Image.Image:
+def _decode(image: Image.Image, data: bytes, path: Path, index: int) -> Image.Image:
     rawmode = _rawmode(image)  # read before load(), which consumes the tiles
     try:
         image.load()
@@ -290,7 +297,7 @@ def _decode(image: Image.Image, path: Path, index: int) -> Image.Image:
         what = f"frame {index + 1}" if index else "image"
         raise CorruptInput(f"{what} cannot be decoded: {exc}", str(path)) from None
     if rawmode.endswith(_WIDE_RAWMODES) and not page.mode.startswith(("I", "F")):
-        return _widen(page, path, index, rawmode)
+        return _widen(page, data, path, index, rawmode)
     return page
 
 
@@ -301,7 +308,7 @@ def _rawmode(image: Image.Image) -> str:
     return args if isinstance(args, str) else str(args[0]) if args else ""
 
 
-def _widen(high: Image.Image, path: Path, index: int, rawmode: str) -> Image.Image:
+def _widen(high: Image.Image, data: bytes, path: Path, index: int, rawmode: str) -> Image.Image:
     """A 16-bit-per-channel frame at full precision. Pillow gave the high byte of each sample
     (`high`): right when every band's high bytes reach 128 (data spanning 16 bits), all black
     for 8-bit data stored in 16 bits. Otherwise the low bytes are decoded again (byte order
@@ -309,7 +316,7 @@ def _widen(high: Image.Image, path: Path, index: int, rawmode: str) -> Image.Ima
     if min(_high(band) for band in high.split()) >= 128:
         return high
     names = high.getbands()
-    low = _low_bytes(path, index, rawmode)
+    low = _low_bytes(data, path, index, rawmode)
     if max(_high(band) for band in high.split()) == 0:
         return low  # 8-bit data stored in 16 bits: the low bytes are the page
     bands = [
@@ -328,10 +335,10 @@ def _high(band: Image.Image) -> float:
     return cast(tuple[float, float], band.getextrema())[1]
 
 
-def _low_bytes(path: Path, index: int, rawmode: str) -> Image.Image:
-    """Frame `index` of `path` decoded with the other byte order: the low byte of each sample."""
+def _low_bytes(data: bytes, path: Path, index: int, rawmode: str) -> Image.Image:
+    """Frame `index` decoded with the other byte order: the low byte of each sample."""
     swapped = rawmode[:-1] + _OTHER_BYTE_ORDER[rawmode[-1]]
-    with _open_image(path) as opened:
+    with _open_image(data, path) as opened:
         _seek(opened, index, path)
         image = cast(ImageFile.ImageFile, opened)  # what Image.open returns: it has tiles
         image.tile = [tile._replace(args=_with_rawmode(tile.args, swapped)) for tile in image.tile]

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from PIL import Image
 
 from ocr_daemon import images, pdfpages
 from ocr_daemon.config import Limits
@@ -271,3 +272,67 @@ def error_record_at(root: Path, name: str) -> dict[str, Any]:
     """`failed/NAME.error.json` of a daemon run from `write_config(root)`."""
     record: dict[str, Any] = json.loads((root / "failed" / f"{name}.error.json").read_text())
     return record
+
+
+# -- images --------------------------------------------------------------------------------------
+
+
+def _decode_and_report(path: str, conn: Connection) -> None:
+    """In a spawned process, as an engine reads an image: vet it, then decode every frame."""
+    try:
+        vetted = images.vet(Path(path), Limits())
+        assert isinstance(vetted, images.ImageInput)
+        conn.send(("decoded", [page.size for page in vetted.pages()]))
+    except InputError as exc:
+        conn.send((exc.reason, exc.message))
+
+
+def maps(pid: int, path: Path) -> bool:
+    """Whether process `pid` has `path` memory-mapped."""
+    try:
+        return str(path) in Path(f"/proc/{pid}/maps").read_text()
+    except OSError:
+        return False
+
+
+def cut_once_mapped(pid: int, path: Path, running: Any) -> bool:
+    """Truncate `path` to `CUT_TO` bytes if `pid` ever maps it; whether it did."""
+    while running():
+        if maps(pid, path):
+            os.truncate(path, CUT_TO)
+            return True
+        time.sleep(0.0005)
+    return False
+
+
+def test_an_uncompressed_image_is_never_mapped_so_a_cut_cannot_kill_its_reader(
+    tmp_path: Path,
+) -> None:
+    """Given a file name, Pillow maps an uncompressed greyscale TIFF, and a cut under the
+    mapping killed the reader with SIGBUS (this test: exit code -7 before the fix). Images are
+    now read once and decoded from memory: the file is never mapped."""
+    path = tmp_path / "scan.tif"
+    Image.new("L", (9000, 9000), 255).save(path, compression=None)  # 81 MB, uncompressed
+    parent, child = _SPAWN.Pipe(duplex=False)
+    reader = _SPAWN.Process(target=_decode_and_report, args=(str(path), child))
+    reader.start()
+    child.close()
+    assert reader.pid is not None
+    mapped = cut_once_mapped(reader.pid, path, reader.is_alive)
+    reader.join(timeout=120)
+
+    assert reader.exitcode == 0, f"the reading process died: exit code {reader.exitcode}"
+    assert not mapped, "the reader mapped the file"
+    assert parent.recv() == ("decoded", [(9000, 9000)])
+
+
+def test_image_pages_are_decoded_from_the_vetted_bytes_not_the_file(tmp_path: Path) -> None:
+    """Cut between vetting and decoding: every frame that was vetted still decodes (before,
+    `pages()` reopened the path and found the cut file)."""
+    path = tmp_path / "scan.tif"
+    frames = [render_page([f"Page {n + 1}", *LINES], size=(1200, 600)) for n in range(3)]
+    frames[0].save(path, save_all=True, append_images=frames[1:])
+    vetted = images.vet(path, Limits())
+    os.truncate(path, CUT_TO)
+    assert isinstance(vetted, images.ImageInput)
+    assert [page.size for page in vetted.pages()] == [(1200, 600)] * 3
