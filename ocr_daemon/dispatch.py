@@ -180,10 +180,12 @@ class Dispatcher:
         if sidecar is None:
             return
         self.counts.done += 1
-        log.info(
+        empty = result.empty_pages
+        (log.warning if empty else log.info)(
             "file.done", path=str(job.record.rel), sidecar=str(sidecar), pages=result.page_count,
             chars=result.chars, seconds=round(seconds, 3), attempt=job.record.attempts + 1,
             worker=slot.pid, evaluation_mode=result.evaluation_mode,
+            **_empty_pages_fields(empty, result),
         )  # fmt: skip
 
     async def _judge(self, job: Job, error: InputError, slot: Slot, held: Held | None) -> None:
@@ -322,3 +324,13 @@ class Dispatcher:
         task = asyncio.create_task(run())
         self.delayed.add(task)
         task.add_done_callback(self.delayed.discard)
+
+
+def _empty_pages_fields(empty: tuple[int, ...], result: OcrResult) -> dict[str, object]:
+    """What `file.done` says of pages that came back without text (nothing when none did)."""
+    if not empty:
+        return {}
+    why = "no text recognised: blank, or unreadable for the engine (handwriting, a photo)"
+    if result.evaluation_mode:
+        why += "; in evaluation mode a short page can come back as nothing"
+    return {"empty_pages": list(empty), "why": why}

@@ -12,6 +12,7 @@ import path ``"package.module:Class"`` for a plug-in engine (the test suite's do
 from __future__ import annotations
 
 import importlib
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -20,6 +21,7 @@ from ocr_daemon.config import Config
 from ocr_daemon.errors import ConfigError
 
 PAGE_SEPARATOR = "\f"
+EVALUATION_NOTICE = re.compile(r"\**\s*Trial Licenses\s*\**")  # what Aspose appends without one
 BUILTIN_ENGINES = {
     "aspose": "ocr_daemon.engine:AsposeEngine",
     "tesseract": "ocr_daemon.tesseract:TesseractEngine",
@@ -45,6 +47,17 @@ class OcrResult:
     @property
     def chars(self) -> int:
         return sum(len(page) for page in self.pages)
+
+    @property
+    def empty_pages(self) -> tuple[int, ...]:
+        """Numbers (from 1) of the pages with no text but, perhaps, an evaluation notice: a
+        blank page, or one the engine could not read (handwriting, a photo, a fragment cut
+        to nothing): never reported as silently done."""
+        return tuple(
+            number
+            for number, page in enumerate(self.pages, start=1)
+            if not EVALUATION_NOTICE.sub("", page).strip()
+        )
 
 
 @dataclass(frozen=True)
