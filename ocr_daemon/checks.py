@@ -59,7 +59,7 @@ def run_checks(config: Config) -> Iterator[CheckLine]:
     openssl = _openssl()
     yield openssl
     if openssl.status == "FAIL" and config.engine == "aspose":
-        yield CheckLine("FAIL", "engine not started: it needs OpenSSL 1.1", ExitCode.UNAVAILABLE)
+        yield from _stand_in_engine(config)
     else:
         yield from _engine(config)
     for name in FOLDERS:
@@ -122,6 +122,21 @@ def _openssl() -> CheckLine:
     except EngineUnavailable as exc:
         return CheckLine("FAIL", exc.message, exc.exit_code)
     return CheckLine("ok", f"OpenSSL 1.1 ({found.source}): {found.libssl}, {found.libcrypto}")
+
+
+def _stand_in_engine(config: Config) -> Iterator[CheckLine]:
+    """Aspose cannot start without OpenSSL 1.1: check the engine `run` and `once` use instead."""
+    try:
+        stand_in, _missing = runtime.with_stand_in_engine(config)
+    except EngineUnavailable as exc:
+        yield CheckLine("FAIL", f"engine not started: {exc.message}", exc.exit_code)
+        return
+    yield CheckLine(
+        "warn",
+        f"engine aspose not started (it needs OpenSSL 1.1): `run` and `once` use the "
+        f"{stand_in.engine} engine instead until the two libraries above are provided",
+    )
+    yield from _engine(stand_in)
 
 
 def _engine(config: Config) -> Iterator[CheckLine]:
