@@ -1,27 +1,31 @@
-# The two commands a user needs are `make run` and `make test`; both set up first.
+# The two commands a user needs are `make run` and `make test`; both set up first: `make run` with
+# what running needs (`setup`), `make test` adds the test and lint tools (`setup-test`).
 VENV ?= .venv
 BIN := $(VENV)/bin
 CONFIG ?= config/ocr-daemon.toml
 
-.PHONY: setup run test lint bench install uninstall clean
+.PHONY: setup setup-test run test lint bench install uninstall clean
 
 setup:
 	@bash scripts/setup.sh
 
+setup-test:
+	@bash scripts/setup.sh test
+
 run: setup
 	$(BIN)/ocr-daemon run --config $(CONFIG)
 
-lint: setup
+lint: setup-test
 	$(BIN)/ruff check ocr_daemon tests benchmarks
 	$(BIN)/ruff format --check ocr_daemon tests benchmarks
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	$(BIN)/python scripts/architecture.py --check
 
-test: setup lint
+test: setup-test lint
 	$(BIN)/python -m pytest
 
-bench: setup
+bench: setup-test
 	$(BIN)/python benchmarks/run_all.py
 
 install:

@@ -23,10 +23,17 @@ from typing import Literal
 
 from ocr_daemon import folders
 from ocr_daemon.cluster import check as cluster_check
-from ocr_daemon.config import LICENSE_ENV, Config, languages
+from ocr_daemon.config import Config, languages
 from ocr_daemon.config.rules import RULE_KEYS
 from ocr_daemon.engines import aspose_runtime
-from ocr_daemon.engines.base import WARM_UP_PREFIX, EngineInfo, OcrResult, load_engine
+from ocr_daemon.engines.base import (
+    EVALUATION_MODE,
+    EVALUATION_REMEDY,
+    WARM_UP_PREFIX,
+    EngineInfo,
+    OcrResult,
+    load_engine,
+)
 from ocr_daemon.errors import EngineUnavailable, ExitCode, OcrDaemonError
 
 PACKAGES = (
@@ -54,7 +61,7 @@ def run_checks(config: Config) -> Iterator[CheckLine]:
     openssl = _openssl()
     yield openssl
     if openssl.status == "FAIL" and config.engine == "aspose":
-        yield CheckLine("FAIL", "engine not started: it needs OpenSSL 1.1", ExitCode.UNAVAILABLE)
+        yield from _stand_in_engine(config)
     else:
         yield from _engine(config)
     for name in folders.FOLDERS:
@@ -134,6 +141,21 @@ def _openssl() -> CheckLine:
     return CheckLine("ok", f"OpenSSL 1.1 ({found.source}): {found.libssl}, {found.libcrypto}")
 
 
+def _stand_in_engine(config: Config) -> Iterator[CheckLine]:
+    """Aspose cannot start without OpenSSL 1.1: check the engine `run` and `once` use instead."""
+    try:
+        stand_in, _missing = aspose_runtime.with_stand_in_engine(config)
+    except EngineUnavailable as exc:
+        yield CheckLine("FAIL", f"engine not started: {exc.message}", exc.exit_code)
+        return
+    yield CheckLine(
+        "warn",
+        f"engine aspose not started (it needs OpenSSL 1.1): `run` and `once` use the "
+        f"{stand_in.engine} engine instead until the two libraries above are provided",
+    )
+    yield from _engine(stand_in)
+
+
 def _engine(config: Config) -> Iterator[CheckLine]:
     """Start the engine in a spawned child; report each message it sends, then how it ended."""
     context = multiprocessing.get_context("spawn")
@@ -185,12 +207,9 @@ def _engine_step(kind: str, payload: object, seconds: float, config: Config) -> 
 
 def _licence(info: EngineInfo) -> CheckLine:
     if info.licensed:
-        return CheckLine("ok", "licensed: full text output")
+        return CheckLine("ok", f"{info.licence}: full text output")
     return CheckLine(
-        "warn",
-        "EVALUATION MODE (no Aspose licence): the text of EVERY PAGE IS TRUNCATED to ~300 "
-        "characters and followed by a '***** Trial Licenses *****' notice. To lift it set "
-        f"license_file under [aspose] in the config, or {LICENSE_ENV}=/path/to/Aspose.OCR.lic",
+        "warn", f"EVALUATION MODE ({EVALUATION_MODE}). To lift it, {EVALUATION_REMEDY}"
     )
 
 

@@ -21,6 +21,7 @@ import structlog
 from ocr_daemon import folders
 from ocr_daemon.config import Config
 from ocr_daemon.dispatch import Dispatcher, Hooks
+from ocr_daemon.engines.base import EVALUATION_MODE, EVALUATION_REMEDY, EngineInfo
 from ocr_daemon.errors import (
     ConfigError,
     ExitCode,
@@ -95,7 +96,7 @@ class Daemon:
         self.cluster = self._coordinator(first_index=size)
         self.pool = Pool(self.config, size, self.cluster.slots if self.cluster else ())
         info = await self.pool.start()
-        self._log_started(size, why, info.licensed, f"{info.name} {info.version}")
+        self._log_started(size, why, info)
 
     def _coordinator(self, first_index: int) -> Coordinator | None:
         """With ``cluster.url`` set: the coordinator whose remote slots follow the local ones."""
@@ -115,22 +116,17 @@ class Daemon:
                 continue
             log.info("journal.recovered", path=str(record.rel), finished=finished)
 
-    def _log_started(self, workers: int, why: str, licensed: bool, engine: str) -> None:
+    def _log_started(self, workers: int, why: str, info: EngineInfo) -> None:
         cfg = self.config
         log.info(
             "daemon.started", inbox=str(cfg.inbox), outbox=str(cfg.outbox),
             processed=str(cfg.processed), failed=str(cfg.failed), state_dir=str(cfg.state_dir),
-            engine=engine, licence="licensed" if licensed else "evaluation", workers=workers,
+            engine=f"{info.name} {info.version}", licence=info.licence, workers=workers,
             workers_reason=why, polling=self.watcher.polling, settle_seconds=cfg.settle_seconds,
             on_success=cfg.on_success, once=self.once,
         )  # fmt: skip
-        if not licensed:
-            log.warning(
-                "engine.evaluation_mode",
-                message="no Aspose licence: every page is cut to at most 300 characters and ends "
-                "with a '*** Trial Licenses ***' notice; set license_file in the config or "
-                "OCR_DAEMON_LICENSE_FILE to lift this",
-            )
+        if not info.licensed:
+            log.warning("engine.evaluation_mode", message=f"{EVALUATION_MODE}; {EVALUATION_REMEDY}")
 
     async def _main_loop(self) -> None:
         assert self.pool is not None
@@ -186,8 +182,12 @@ class Daemon:
         )  # fmt: skip
 
     async def _drain(self) -> int:
-        """Let in-flight jobs finish up to the shutdown deadline (or a second signal)."""
-        busy = [t for t, s in self._dispatchers.items() if s.busy]
+        """Let in-flight jobs finish up to the shutdown deadline (or a second signal). A job is
+        in flight from the queue until its outcome is committed and logged, not only while its
+        slot recognises it: a dispatcher cancelled mid-commit would leave the commit to finish
+        in its thread with no `file.done` for it."""
+        in_hand = self.jobs.in_hand
+        busy = [t for t, s in self._dispatchers.items() if s.index in in_hand]
         for task in self._dispatchers:
             if task not in busy:
                 task.cancel()
@@ -306,9 +306,7 @@ class Daemon:
         extra: dict[str, Any] = {
             "inbox": str(self.config.inbox),
             "engine": f"{info.name} {info.version}" if info else self.config.engine,
-            "licence": ("licensed" if info.licensed else "evaluation mode: output truncated")
-            if info
-            else "",
+            "licence": info.licence if info else "",
         }
         if self.cluster is not None:
             extra["cluster"] = self.cluster.status()

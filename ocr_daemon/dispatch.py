@@ -94,6 +94,7 @@ class Dispatcher:
         self.busy: set[PurePosixPath] = set()
         self.delayed: set[asyncio.Task[None]] = set()
         self.held: dict[PurePosixPath, Held] = {}
+        self.in_hand: set[int] = set()  # slots whose job has no outcome yet (OCR or commit)
 
     def reconfigure(self, config: Config) -> None:
         self.config = config
@@ -132,6 +133,7 @@ class Dispatcher:
             if stop.is_set():
                 self.busy.discard(job.record.rel)
                 return
+            self.in_hand.add(slot.index)
             try:
                 await self._process(slot, job)
             except Exception as exc:  # a bug, not a bad file: exit rather than run half-blind
@@ -140,6 +142,8 @@ class Dispatcher:
                     OcrDaemonError(f"dispatch-{slot.index} died on {job.record.rel}: {exc!r}")
                 )
                 return
+            finally:
+                self.in_hand.discard(slot.index)
             self.hooks.outcome()
 
     async def _process(self, slot: Slot, job: Job) -> None:
@@ -175,10 +179,12 @@ class Dispatcher:
         if sidecar is None:
             return
         self.counts.done += 1
-        log.info(
+        empty = result.empty_pages
+        (log.warning if empty else log.info)(
             "file.done", path=str(job.record.rel), sidecar=str(sidecar), pages=result.page_count,
             chars=result.chars, seconds=round(seconds, 3), attempt=job.record.attempts + 1,
             worker=slot.pid, evaluation_mode=result.evaluation_mode,
+            **_empty_pages_fields(empty, result),
         )  # fmt: skip
 
     async def _judge(self, job: Job, error: InputError, slot: Slot, held: Held | None) -> None:
@@ -317,3 +323,13 @@ class Dispatcher:
         task = asyncio.create_task(run())
         self.delayed.add(task)
         task.add_done_callback(self.delayed.discard)
+
+
+def _empty_pages_fields(empty: tuple[int, ...], result: OcrResult) -> dict[str, object]:
+    """What `file.done` says of pages that came back without text (nothing when none did)."""
+    if not empty:
+        return {}
+    why = "no text recognised: blank, or unreadable for the engine (handwriting, a photo)"
+    if result.evaluation_mode:
+        why += "; in evaluation mode a short page can come back as nothing"
+    return {"empty_pages": list(empty), "why": why}

@@ -12,26 +12,42 @@ import asyncio
 import signal
 from collections.abc import Callable
 
+import structlog
+
 from ocr_daemon import overrides
 from ocr_daemon.config import Config, load_config
 from ocr_daemon.daemon import Daemon
+from ocr_daemon.engines import aspose_runtime
 from ocr_daemon.signals import handle_dump_signal, handle_stop_signals, watch_the_loop
 from ocr_daemon.systemd import Notifier
+
+log = structlog.get_logger()
 
 
 def run(args: argparse.Namespace, config: Config) -> int:
     """``ocr-daemon run``: watch until stopped."""
+    config = _engine_that_starts(config)
     return asyncio.run(_serve(config, once=False, reload_config=_reloader(args)))
 
 
 def once(args: argparse.Namespace, config: Config) -> int:
     """``ocr-daemon once``: process what is pending, wait for it, exit (1 if any failed)."""
+    config = _engine_that_starts(config)
     return asyncio.run(_serve(config, once=True, reload_config=_reloader(args)))
+
+
+def _engine_that_starts(config: Config) -> Config:
+    """Aspose without OpenSSL 1.1 would abort: run Tesseract instead, and say what is missing."""
+    config, missing = aspose_runtime.with_stand_in_engine(config)
+    if missing:
+        log.warning("engine.stand_in", engine=config.engine, instead_of="aspose", missing=missing)
+    return config
 
 
 def _reloader(args: argparse.Namespace) -> Callable[[], Config]:
     def reload() -> Config:
-        return overrides.apply(load_config(args.config), args)
+        config = overrides.apply(load_config(args.config), args)
+        return aspose_runtime.with_stand_in_engine(config)[0]
 
     return reload
 

@@ -61,7 +61,7 @@ say "installing ocr-daemon from $src into $PREFIX"
 [ -x "$PREFIX/bin/ocr-daemon" ] || die "pip did not install $PREFIX/bin/ocr-daemon"
 
 # 2. Native libraries next to the venv (the daemon's runtime module preloads them from there).
-bash "$src/scripts/provision-native.sh" "$PREFIX/native"
+PYTHON="$PREFIX/bin/python" bash "$src/scripts/provision-native.sh" "$PREFIX/native"
 
 # 3. The user and group first: the config and the folders belong to them.
 install -D -m 0644 "$src/systemd/ocr-daemon.sysusers" "$SYSUSERSDIR/ocr-daemon.conf"

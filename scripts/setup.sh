@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Idempotent set-up: a Python >= 3.11 venv in .venv with ocr-daemon installed editable plus the
-# test tools, then the native libraries (OpenSSL 1.1 for the engine, DejaVu fonts for the tests).
+# Idempotent set-up: a Python >= 3.11 venv in .venv with ocr-daemon installed editable (with what
+# running needs; `setup.sh test` adds the test and lint tools, pyproject's `test` extra), then the
+# native libraries (OpenSSL 1.1 for the engine, Tesseract data, DejaVu fonts for the tests).
 # Works as root or not; as root on a machine without Python 3.11+/venv it installs them with apt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv=${VENV:-.venv}
+extras=${1:-}  # "" (running) or "test"
 
 find_python() {
   for py in python3.13 python3.12 python3.11 python3; do
@@ -27,10 +29,10 @@ if [ ! -x "$venv/bin/python" ]; then
   fi
   "$py" -m venv "$venv"
 fi
-stamp="$venv/.installed"
+stamp="$venv/.installed${extras:+-$extras}"
 if [ ! -e "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   "$venv/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip
-  "$venv/bin/python" -m pip install -q --disable-pip-version-check -e '.[test]'
-  touch "$stamp"
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check -e ".${extras:+[$extras]}"
+  touch "$stamp" "$venv/.installed"  # an extra comes with what running needs
 fi
-bash scripts/provision-native.sh "$venv/native"
+PYTHON="$venv/bin/python" bash scripts/provision-native.sh "$venv/native"

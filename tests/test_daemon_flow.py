@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
-from pathlib import Path
+import threading
+import time
+from pathlib import Path, PurePosixPath
 
 import pytest
+from structlog.testing import capture_logs
 
+from ocr_daemon.daemon import Daemon
+from ocr_daemon.engines.base import OcrResult
 from ocr_daemon.errors import AlreadyRunning
-from ocr_daemon.journal import Journal
+from ocr_daemon.journal import JobRecord, Journal
+from ocr_daemon.outputs import Outputs
 from tests.harness import error_record, files_under, make_config, run_once
 
 
@@ -140,3 +147,36 @@ def test_second_daemon_on_same_state_dir_is_refused(tmp_path: Path) -> None:
             run_once(config)
     finally:
         first.close()
+
+
+def test_stop_during_a_commit_still_logs_and_counts_its_outcome(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stop that comes while a finished job's outputs are being written (in a thread, after
+    its engine is free again) waits for that commit: its `file.done` is logged and counted."""
+    config = make_config(tmp_path, workers=1)
+    committing = threading.Event()
+    commit_success = Outputs.commit_success
+
+    def slow_commit(self: Outputs, record: JobRecord, result: OcrResult) -> PurePosixPath:
+        committing.set()
+        time.sleep(0.5)  # the stop arrives now
+        return commit_success(self, record, result)
+
+    monkeypatch.setattr(Outputs, "commit_success", slow_commit)
+    drop(config.inbox, "a.png")
+
+    async def stop_mid_commit() -> tuple[Daemon, int]:
+        daemon = Daemon(config)
+        running = asyncio.create_task(daemon.run())
+        assert await asyncio.to_thread(committing.wait, 30)
+        daemon.stop.set()
+        return daemon, await running
+
+    with capture_logs() as logged:
+        daemon, code = asyncio.run(stop_mid_commit())
+
+    assert code == 0
+    assert files_under(config.outbox) == ["a.txt"]
+    assert [e["path"] for e in logged if e["event"] == "file.done"] == ["a.png"]
+    assert daemon.counts.done == 1

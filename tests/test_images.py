@@ -50,7 +50,7 @@ def test_pdf_is_vetted_cheaply_with_its_page_count(tmp_path: Path) -> None:
     frames = [Image.new("L", (100, 100), 255) for _ in range(3)]
     path = tmp_path / "doc.pdf"
     frames[0].save(path, "PDF", save_all=True, append_images=frames[1:])
-    assert vet(path, LIMITS) == PdfInput(path, 3)
+    assert vet(path, LIMITS) == PdfInput(path, 3, path.read_bytes())
     with pytest.raises(InputTooLarge, match=r"3 pages, over limits\.max_pages = 2"):
         vet(path, Limits(max_pages=2))
 
@@ -164,7 +164,7 @@ def test_exif_orientation_is_applied(tmp_path: Path) -> None:
         (Image.new("I;16", (10, 10), 65535), "L", 255),
         (Image.new("I;16", (10, 10), 32768), "L", 128),
         (Image.new("I", (10, 10), 70000), "L", 255),
-        (Image.new("F", (10, 10), 0.5), "L", 255),
+        (Image.new("F", (10, 10), 0.5), "L", 128),  # floats within 0..1: 1.0 is white
         (Image.new("LA", (10, 10), (0, 0)), "L", 255),
         (Image.new("RGBA", (10, 10), (0, 0, 0, 0)), "RGB", (255, 255, 255)),
         (Image.new("RGBA", (10, 10), (0, 0, 0, 255)), "RGB", (0, 0, 0)),

@@ -10,6 +10,7 @@ import signal
 from pathlib import Path
 
 import pytest
+from PIL import Image, ImageDraw
 
 from tests.conftest import render_page
 from tests.harness import (
@@ -98,3 +99,55 @@ def test_sigterm_during_a_real_recognition_finishes_it(
     assert daemon.wait(timeout=120) == 0
     assert first_words((tmp_path / "outbox/a4.txt").read_text()) == ["Dense", "line", "0"]
     assert files_under(tmp_path / "processed") == ["a4.png"]
+
+
+@pytest.mark.parametrize("engine", ["aspose", "tesseract"])
+def test_start_up_says_what_the_licence_state_means(
+    tmp_path: Path, daemon_factory: list, engine: str
+) -> None:
+    """Without a licence Aspose gives a fragment of each page, and the start-up says so with the
+    switch to Tesseract; Tesseract needs no licence and is never called licensed."""
+    config = write_config(tmp_path, engine=engine, workers=1)
+    daemon = start(daemon_factory, config, command="once")
+    assert daemon.wait(timeout=120) == 0
+    (started,) = daemon.events("daemon.started")
+    warnings = daemon.events("engine.evaluation_mode")
+    if engine == "tesseract":
+        assert started["licence"] == "no licence needed"
+        assert warnings == []
+    elif started["licence"] != "licensed":
+        assert started["licence"] == "evaluation mode: a fragment of each page"
+        (warning,) = warnings
+        assert "at most 300 characters, often much less" in str(warning["message"])
+        assert 'engine = "tesseract"' in str(warning["message"])
+
+
+def _picture(size: tuple[int, int] = (1800, 1200)) -> Image.Image:
+    """Visible content that is not text: a grey block crossed by a thick line."""
+    page = Image.new("RGB", size, "white")
+    draw = ImageDraw.Draw(page)
+    draw.rectangle((300, 200, size[0] - 300, size[1] - 200), fill=(90, 90, 90))
+    draw.line((0, 0, *size), fill="black", width=25)
+    return page
+
+
+@pytest.mark.parametrize("engine", ["aspose", "tesseract"])
+def test_a_page_without_text_is_never_silently_done(
+    tmp_path: Path, daemon_factory: list, engine: str
+) -> None:
+    """A page that comes back without text (blank, or marks the engine cannot read) is named in
+    a warning-level `file.done`; a page with text is not."""
+    config = write_config(tmp_path, engine=engine, workers=1, settle_seconds=0.2)
+    inbox = tmp_path / "inbox"
+    text = render_page(page_lines("Mixed"))
+    text.save(inbox / "mixed.tif", save_all=True, append_images=[_picture(), text])
+    render_page(page_lines("Plain")).save(inbox / "plain.png")
+    daemon = start(daemon_factory, config, command="once")
+    assert daemon.wait(timeout=300) == 0
+
+    done = {e["path"]: e for e in daemon.events("file.done")}
+    assert done["mixed.tif"]["level"] == "warning"
+    assert done["mixed.tif"]["empty_pages"] == [2]
+    assert "no text recognised" in str(done["mixed.tif"]["why"])
+    assert done["plain.png"]["level"] == "info"
+    assert "empty_pages" not in done["plain.png"]

@@ -20,13 +20,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ocr_daemon.config import AsposeSettings
-from ocr_daemon.errors import EngineUnavailable
+from ocr_daemon.config import AsposeSettings, Config
+from ocr_daemon.errors import ConfigError, EngineUnavailable
 
 NATIVE_DIR_ENV = "OCR_DAEMON_NATIVE_DIR"
 SSL_LIBS = ("libcrypto.so.1.1", "libssl.so.1.1")  # preload order matters: crypto first
 FIX_COMMAND = "make setup"
-FIX_DETAIL = "(it runs `bash scripts/provision-native.sh .venv/native`)"
+FIX_DETAIL = "(it runs `bash scripts/provision-native.sh .venv/native`; README: OpenSSL 1.1)"
+STAND_IN_ENGINE = "tesseract"
 _CLR_ENV = {"DOTNET_SYSTEM_GLOBALIZATION_INVARIANT": "1", "COMPlus_EnableDiagnostics": "0"}
 
 _LDCONFIG_LINE = re.compile(r"^\s*(lib(?:ssl|crypto)\.so\.1\.1) \(.*\) => (\S+)$", re.M)
@@ -64,8 +65,25 @@ def find_openssl() -> OpenSslLocation:
     raise EngineUnavailable(
         f"OpenSSL 1.1 ({' and '.join(SSL_LIBS)}) not found; the Aspose engine's .NET runtime "
         f"aborts without it. Looked in: {looked}. Fix: run `{FIX_COMMAND}` in the ocr-daemon "
-        f"checkout {FIX_DETAIL}, or point {NATIVE_DIR_ENV} at a folder holding lib/{SSL_LIBS[1]}"
+        f"checkout {FIX_DETAIL}, or put {SSL_LIBS[1]} and {SSL_LIBS[0]} in one folder and set "
+        f"{NATIVE_DIR_ENV}=/that/folder"
     )
+
+
+def with_stand_in_engine(config: Config) -> tuple[Config, str | None]:
+    """`config` as the daemon runs it: an Aspose engine that cannot start for want of OpenSSL
+    1.1 is replaced by Tesseract. Returns the config and, when replaced, what is missing."""
+    if config.engine != "aspose":
+        return config, None
+    try:
+        find_openssl()
+    except EngineUnavailable as missing:
+        try:
+            return config.replace(engine=STAND_IN_ENGINE), missing.message
+        except ConfigError as exc:
+            message = f"{missing.message}; Tesseract cannot stand in: {exc}"
+            raise EngineUnavailable(message) from None
+    return config, None
 
 
 def _system_openssl() -> OpenSslLocation | None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -24,6 +25,7 @@ PAGE_SEPARATOR = "\f"
 # the built-in warm-up page (drawn by `aspose.render_warm_up_page`) and what its text starts with
 WARM_UP_LINES = ("The quick brown fox jumps over the lazy dog", "Pack my box with five dozen jugs")
 WARM_UP_PREFIX = "The quick brown"  # evaluation mode returns 'The quick brown fo'
+EVALUATION_NOTICE = re.compile(r"\**\s*Trial Licenses\s*\**")  # what Aspose appends without one
 BUILTIN_ENGINES = {
     "aspose": "ocr_daemon.engines.aspose:AsposeEngine",
     "tesseract": "ocr_daemon.engines.tesseract:TesseractEngine",
@@ -50,6 +52,17 @@ class OcrResult:
     def chars(self) -> int:
         return sum(len(page) for page in self.pages)
 
+    @property
+    def empty_pages(self) -> tuple[int, ...]:
+        """Numbers (from 1) of the pages with no text but, perhaps, an evaluation notice: a
+        blank page, or one the engine could not read (handwriting, a photo, a fragment cut
+        to nothing): never reported as silently done."""
+        return tuple(
+            number
+            for number, page in enumerate(self.pages, start=1)
+            if not EVALUATION_NOTICE.sub("", page).strip()
+        )
+
 
 @dataclass(frozen=True)
 class EngineInfo:
@@ -59,6 +72,24 @@ class EngineInfo:
     version: str
     licensed: bool
     detail: str = ""
+
+    @property
+    def licence(self) -> str:
+        """The licence state in words: Tesseract needs none, Aspose without one is a trial."""
+        if self.name != "aspose":
+            return "no licence needed"
+        return "licensed" if self.licensed else "evaluation mode: a fragment of each page"
+
+
+# What evaluation mode means, said the same way by `check`, `daemon.started` and the README.
+EVALUATION_MODE = (
+    "no Aspose licence: each page returns only a fragment of its text (at most 300 characters, "
+    "often much less), then a '*** Trial Licenses ***' notice"
+)
+EVALUATION_REMEDY = (
+    "set license_file under [aspose] in the config (or OCR_DAEMON_LICENSE_FILE), or use "
+    'engine = "tesseract" for full text without a licence'
+)
 
 
 @dataclass(frozen=True)

@@ -4,28 +4,36 @@ Owns: the real type of a file (magic bytes, never the extension), the limits in 
 (bytes before opening, pixels per frame before decoding, pages), full decoding so truncated files
 are caught (the engine silently accepts them), EXIF orientation, and mode normalisation to "L" or
 "RGB" (16-bit images otherwise come back as empty text; alpha is flattened onto white).
+16-bit, 32-bit and float pages are scaled by their white point (`_value_range`), so 8-bit or
+12-bit data stored in 16 bits reads like any page; Pillow keeps only the high byte of 16-bit colour
+samples, so such images are decoded again for their low bytes (`_widen`).
 
 Images are decoded one frame at a time (`ImageInput.pages()`), so a long TIFF holds one page in
-memory. PDFs are only checked cheaply here (header, trailer, page count when visible); the
-engine reads them itself. A blank but valid image is not an error: it yields a page whose text
-is empty. Images smaller than `MIN_SIDE_PX` in either dimension cannot hold text: `EmptyInput`.
+memory. Every input is read whole, once, into memory, and decoded from those bytes: never mapped
+(a writer that cuts a mapped file kills its reader with SIGBUS), never read from the file again
+(what was vetted is what is recognised). A PDF is only checked cheaply here (header, trailer,
+page count when visible); the engines read its pages from those bytes. A blank
+but valid image is not an error: it yields a page whose text is empty. Images smaller than
+`MIN_SIDE_PX` in either dimension cannot hold text: `EmptyInput`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
-import mmap
+import io
+import math
 import os
 import re
 import stat
+import sys
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import cast
 
-from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFile, ImageMath, ImageOps, UnidentifiedImageError
 
 from ocr_daemon.config import Limits
 from ocr_daemon.errors import (
@@ -60,6 +68,8 @@ _OTHER_MAGIC: tuple[tuple[bytes, int, str], ...] = (
     (b"\xd0\xcf\x11\xe0", 0, "an OLE document (DOC/XLS)"),
 )
 SUPPORTED_KINDS = tuple(dict.fromkeys(kind for _, _, kind in _MAGIC))
+_WIDE_RAWMODES = (";16B", ";16L", ";16N")  # Pillow's 16-bit samples unpacked to their high byte
+_OTHER_BYTE_ORDER = {"B": "L", "L": "B", "N": "B" if sys.byteorder == "little" else "L"}
 _PDF_COUNT = re.compile(
     rb"/Type\s*/Pages\b[^>]*?/Count\s+(\d+)|/Count\s+(\d+)[^>]*?/Type\s*/Pages\b"
 )
@@ -73,28 +83,31 @@ class ImageInput:
     kind: str
     page_count: int
     limits: Limits
+    data: bytes = field(repr=False)  # the bytes vetted: decoded from memory, never the file again
 
     def pages(self) -> Iterator[Image.Image]:
         """Each frame fully decoded, upright, in mode "L" or "RGB"."""
-        with _open_image(self.path) as image:
+        with _open_image(self.data, self.path) as image:
             for index in range(self.page_count):
                 _seek(image, index, self.path)
                 _check_frame_size(image, self.path, self.limits, index)
-                yield normalise(_decode(image, self.path, index))
+                yield normalise(_decode(image, self.data, self.path, index))
 
 
 @dataclass(frozen=True)
 class PdfInput:
-    """A PDF that passed the cheap structural checks; the engine reads the file itself."""
+    """A PDF that passed the cheap structural checks, with the bytes they were made on: engines
+    read these bytes, not the file, which its writer may have cut or rewritten since."""
 
     path: Path
     page_count: int | None  # None when the page tree is compressed (object streams)
+    data: bytes = field(repr=False)
     kind: str = "pdf"
 
 
 def vet(path: Path, limits: Limits) -> ImageInput | PdfInput:
     """Check `path` against the limits and its real type; raise an `InputError` if unusable."""
-    size, head = _size_and_head(path, limits)
+    _, head = _size_and_head(path, limits)
     kind = sniff(head)
     if kind not in SUPPORTED_KINDS:
         raise UnsupportedInput(
@@ -103,7 +116,7 @@ def vet(path: Path, limits: Limits) -> ImageInput | PdfInput:
             str(path),
         )
     if kind == "pdf":
-        return _vet_pdf(path, size, limits)
+        return _vet_pdf(path, limits)
     return _vet_image(path, kind, limits)
 
 
@@ -119,17 +132,16 @@ def sniff(head: bytes) -> str:
 
 
 def normalise(image: Image.Image) -> Image.Image:
-    """Upright per EXIF, then "L" or "RGB": alpha flattened onto white, 16/32-bit scaled to 8."""
+    """Upright per EXIF, then "L" or "RGB": alpha flattened onto white, 16/32-bit and float
+    scaled to 8 by their white point."""
     image = ImageOps.exif_transpose(image)
     mode = image.mode
     if mode in ("L", "RGB"):
         return image
     if mode == "1":
         return image.convert("L")
-    if mode.startswith("I;16"):
-        return image.convert("I").point(lambda v: v / 256).convert("L")
-    if mode in ("I", "F"):
-        return _stretch_to_8bit(image)
+    if mode.startswith("I") or mode == "F":  # I, I;16, I;16B, I;16L, I;16N, F
+        return _to_8bit(image.convert("F"))
     if mode in ("LA", "La", "PA", "RGBA", "RGBa") or (mode == "P" and "transparency" in image.info):
         flat = _flatten_on_white(image.convert("RGBA"))
         return flat.convert("L") if mode in ("LA", "La") else flat
@@ -172,11 +184,39 @@ def open_input(path: Path, limits: Limits) -> Iterator[tuple[int, os.stat_result
         os.close(fd)
 
 
-def _vet_pdf(path: Path, size: int, limits: Limits) -> PdfInput:
-    with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as data:
-        if b"%%EOF" not in data[max(0, size - PDF_TAIL_BYTES) :]:
-            raise CorruptInput("PDF is truncated: no %%EOF marker at its end", str(path))
-        counts = [int(a or b) for a, b in _PDF_COUNT.findall(data)]
+def read_input(path: Path, limits: Limits) -> bytes:
+    """The whole file at `path`, read once through `open_input`. A file whose size or mtime
+    changes while it is read is `CorruptInput` as read; committing that verdict then finds the
+    file changed since it settled, and it goes back to settling (a file cut before it was opened
+    reads consistently, and is judged on its content)."""
+    with open_input(path, limits) as (fd, st):
+        data = _read_up_to(fd, st.st_size + 1)  # one byte more shows a file still growing
+        now = os.fstat(fd)
+    if len(data) != st.st_size or (now.st_size, now.st_mtime_ns) != (st.st_size, st.st_mtime_ns):
+        raise CorruptInput(
+            f"file changed while it was read: {st.st_size} bytes when opened, {len(data)} read",
+            str(path),
+        )
+    return data
+
+
+def _read_up_to(fd: int, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    left = limit
+    while left > 0:
+        chunk = os.read(fd, left)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)  # one chunk (the usual case) is returned as is, not copied
+
+
+def _vet_pdf(path: Path, limits: Limits) -> PdfInput:
+    data = read_input(path, limits)
+    if b"%%EOF" not in data[-PDF_TAIL_BYTES:]:
+        raise CorruptInput("PDF is truncated: no %%EOF marker at its end", str(path))
+    counts = [int(a or b) for a, b in _PDF_COUNT.findall(data)]
     page_count = max(counts) if counts else None
     if page_count == 0:
         raise EmptyInput("PDF has no pages", str(path))
@@ -184,27 +224,31 @@ def _vet_pdf(path: Path, size: int, limits: Limits) -> PdfInput:
         raise InputTooLarge(
             f"PDF has {page_count} pages, over limits.max_pages = {limits.max_pages}", str(path)
         )
-    return PdfInput(path, page_count)
+    return PdfInput(path, page_count, data)
 
 
 def _vet_image(path: Path, kind: str, limits: Limits) -> ImageInput:
-    with _open_image(path) as image:
+    data = read_input(path, limits)
+    with _open_image(data, path) as image:
         page_count = getattr(image, "n_frames", 1)
         _check_frame_size(image, path, limits, 0)
     if page_count > limits.max_pages:
         raise InputTooLarge(
             f"image has {page_count} frames, over limits.max_pages = {limits.max_pages}", str(path)
         )
-    return ImageInput(path, kind, page_count, limits)
+    return ImageInput(path, kind, page_count, limits, data)
 
 
-def _open_image(path: Path) -> Image.Image:
+def _open_image(data: bytes, path: Path) -> Image.Image:
+    """The image in `data` (read from `path`), opened from memory: given a file name, Pillow
+    maps uncompressed TIFF and BMP frames, and a writer that cuts a mapped file kills its reader
+    with SIGBUS."""
     ImageFile.LOAD_TRUNCATED_IMAGES = False  # never accept a truncated file as a short page
     try:
         with warnings.catch_warnings():
             # our own limits.max_pixels check runs before decoding; Pillow's warning is noise
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            return Image.open(path)
+            return Image.open(io.BytesIO(data))
     except Image.DecompressionBombError as exc:
         raise InputTooLarge(f"decompression bomb refused by Pillow: {exc}", str(path)) from None
     except UnidentifiedImageError:
@@ -244,21 +288,107 @@ def _check_frame_size(image: Image.Image, path: Path, limits: Limits, index: int
         )
 
 
-def _decode(image: Image.Image, path: Path, index: int) -> Image.Image:
+def _decode(image: Image.Image, data: bytes, path: Path, index: int) -> Image.Image:
+    rawmode = _rawmode(image)  # read before load(), which consumes the tiles
     try:
         image.load()
-        return image.copy()
+        page = image.copy()
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
         what = f"frame {index + 1}" if index else "image"
         raise CorruptInput(f"{what} cannot be decoded: {exc}", str(path)) from None
+    if rawmode.endswith(_WIDE_RAWMODES) and not page.mode.startswith(("I", "F")):
+        return _widen(page, data, path, index, rawmode)
+    return page
 
 
-def _stretch_to_8bit(image: Image.Image) -> Image.Image:
-    low, high = cast(tuple[float, float], image.getextrema())
-    if high <= low:
+def _rawmode(image: Image.Image) -> str:
+    """How Pillow will unpack the frame's samples ("RGB;16B": 16-bit RGB, big-endian)."""
+    tiles = getattr(image, "tile", None) or []
+    args = tiles[0].args if tiles else None
+    return args if isinstance(args, str) else str(args[0]) if args else ""
+
+
+def _widen(high: Image.Image, data: bytes, path: Path, index: int, rawmode: str) -> Image.Image:
+    """A 16-bit-per-channel frame at full precision. Pillow gave the high byte of each sample
+    (`high`): right when every band's high bytes reach 128 (data spanning 16 bits), all black
+    for 8-bit data stored in 16 bits. Otherwise the low bytes are decoded again (byte order
+    swapped) and each sample is scaled by its white point: one for the colours, one for alpha."""
+    if min(_high(band) for band in high.split()) >= 128:
+        return high
+    names = high.getbands()
+    low = _low_bytes(data, path, index, rawmode)
+    if max(_high(band) for band in high.split()) == 0:
+        return low  # 8-bit data stored in 16 bits: the low bytes are the page
+    bands = [
+        ImageMath.lambda_eval(lambda a: a["h"] * 256 + a["l"], h=h, l=lo).convert("F")
+        for h, lo in zip(high.split(), low.split(), strict=True)
+    ]
+    colour_max = max(_high(b) for name, b in zip(names, bands, strict=True) if name != "A")
+    scaled = [
+        _scale(band, 0.0, _white_point(_high(band) if name == "A" else colour_max))
+        for name, band in zip(names, bands, strict=True)
+    ]
+    return Image.merge(high.mode, scaled)
+
+
+def _high(band: Image.Image) -> float:
+    return cast(tuple[float, float], band.getextrema())[1]
+
+
+def _low_bytes(data: bytes, path: Path, index: int, rawmode: str) -> Image.Image:
+    """Frame `index` decoded with the other byte order: the low byte of each sample."""
+    swapped = rawmode[:-1] + _OTHER_BYTE_ORDER[rawmode[-1]]
+    with _open_image(data, path) as opened:
+        _seek(opened, index, path)
+        image = cast(ImageFile.ImageFile, opened)  # what Image.open returns: it has tiles
+        image.tile = [tile._replace(args=_with_rawmode(tile.args, swapped)) for tile in image.tile]
+        try:
+            image.load()
+        except (OSError, ValueError, SyntaxError, EOFError) as exc:
+            raise UnsupportedInput(
+                f"16-bit samples ({rawmode}) whose values use fewer than 16 bits: Pillow reads "
+                f"only their high byte, and not their low byte in this layout ({exc}); save the "
+                "image with 8 bits per sample, or as 16-bit greyscale without alpha",
+                str(path),
+            ) from None
+        return image.copy()
+
+
+def _with_rawmode(args: tuple[object, ...] | str | None, rawmode: str) -> tuple[object, ...] | str:
+    """A tile's decoder arguments with `rawmode`: PNG's are a rawmode, TIFF's start with one."""
+    return rawmode if isinstance(args, str) or not args else (rawmode, *args[1:])
+
+
+def _to_8bit(image: Image.Image) -> Image.Image:
+    """A float page ("F") in "L", scaled by `_value_range`; one value everywhere stays blank."""
+    low, white = _value_range(image)
+    if white <= low:
         return Image.new("L", image.size, 255)
-    scale = 255 / (high - low)
-    return image.point(lambda v: (v - low) * scale).convert("L")
+    return _scale(image, low, white)
+
+
+def _value_range(image: Image.Image) -> tuple[float, float]:
+    """Black and white of a float page holding 16-bit, 32-bit or float samples: 0 and 1 for
+    values within 0..1 (floats, or a two-level 0/1 page); for other values within 0..65535, 0 and
+    `_white_point` (8-bit data stored in 16 bits maps to itself, 12-bit data spans 12 bits, full
+    16-bit data keeps its high byte); for any other values, their own extrema."""
+    low, high = cast(tuple[float, float], image.getextrema())
+    if low < 0 or high > 65535:
+        return low, high
+    if high <= 1:
+        return 0.0, 1.0
+    return 0.0, _white_point(high)
+
+
+def _white_point(high: float) -> float:
+    """The top of the fewest bits, at least 8, that hold `high`: 255, 4095, 65535 …"""
+    return float(2 ** max(8, math.ceil(high).bit_length()) - 1)
+
+
+def _scale(image: Image.Image, low: float, white: float) -> Image.Image:
+    """A float band in "L": `low` to 0, `white` to 255, rounded (Pillow's F to L truncates)."""
+    scale = 255 / (white - low)
+    return image.point(lambda v: (v - low) * scale + 0.5).convert("L")
 
 
 def _flatten_on_white(rgba: Image.Image) -> Image.Image:

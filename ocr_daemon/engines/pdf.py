@@ -5,62 +5,64 @@ Pillow only writes PDFs, it cannot read them; `pypdfium2` is a 4 MB wheel with p
 no system dependencies, and renders in-process (the peers measurement spent 1.3-2.8 s per PDF in a
 `pdftoppm` child at 300 dpi). Pages are rendered one at a time in 8-bit grey at `DPI`, scaled
 down when a page would exceed `limits.max_pixels`; errors become our typed `InputError`s.
+pdfium reads the vetted bytes (`images.PdfInput.data`), never the file: the file may have been cut
+or rewritten since it was vetted.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from pathlib import Path
 
 import pypdfium2 as pdfium
 from PIL import Image
 
 from ocr_daemon.config import Limits
+from ocr_daemon.engines.images import PdfInput
 from ocr_daemon.errors import CorruptInput, EmptyInput, InputTooLarge, UnsupportedInput
 
 DPI = 300
 POINTS_PER_INCH = 72
 
 
-def render_pages(path: Path, limits: Limits) -> Iterator[Image.Image]:
-    """Each page of the PDF at `path` as an upright "L" image."""
-    pdf = _open(path)
+def render_pages(pdf: PdfInput, limits: Limits) -> Iterator[Image.Image]:
+    """Each page of the vetted `pdf` as an upright "L" image."""
+    document = _open(pdf)
     try:
-        count = len(pdf)
+        count = len(document)
         if count == 0:
-            raise EmptyInput("PDF has no pages", str(path))
+            raise EmptyInput("PDF has no pages", str(pdf.path))
         if count > limits.max_pages:
             raise InputTooLarge(
-                f"PDF has {count} pages, over limits.max_pages = {limits.max_pages}", str(path)
+                f"PDF has {count} pages, over limits.max_pages = {limits.max_pages}", str(pdf.path)
             )
         for index in range(count):
-            yield _render(pdf, index, path, limits)
+            yield _render(document, index, pdf, limits)
     finally:
-        pdf.close()
+        document.close()
 
 
-def render_page(path: Path, index: int, limits: Limits) -> Image.Image:
-    """Page `index` (from 0) of the PDF at `path`, as `render_pages` renders it."""
-    pdf = _open(path)
+def render_page(pdf: PdfInput, index: int, limits: Limits) -> Image.Image:
+    """Page `index` (from 0) of the vetted `pdf`, as `render_pages` renders it."""
+    document = _open(pdf)
     try:
-        return _render(pdf, index, path, limits)
+        return _render(document, index, pdf, limits)
     finally:
-        pdf.close()
+        document.close()
 
 
-def _open(path: Path) -> pdfium.PdfDocument:
+def _open(pdf: PdfInput) -> pdfium.PdfDocument:
     try:
-        return pdfium.PdfDocument(str(path))
+        return pdfium.PdfDocument(pdf.data)  # held, not copied, while the document is open
     except pdfium.PdfiumError as exc:
         if "password" in str(exc).lower():
-            raise UnsupportedInput("PDF is password-protected", str(path)) from None
-        raise CorruptInput(f"PDF cannot be read: {exc}", str(path)) from None
+            raise UnsupportedInput("PDF is password-protected", str(pdf.path)) from None
+        raise CorruptInput(f"PDF cannot be read: {exc}", str(pdf.path)) from None
 
 
-def _render(pdf: pdfium.PdfDocument, index: int, path: Path, limits: Limits) -> Image.Image:
+def _render(document: pdfium.PdfDocument, index: int, pdf: PdfInput, limits: Limits) -> Image.Image:
     try:
-        page = pdf[index]
+        page = document[index]
         width_pt, height_pt = page.get_size()
         scale = DPI / POINTS_PER_INCH
         pixels = width_pt * height_pt * scale * scale
@@ -69,5 +71,7 @@ def _render(pdf: pdfium.PdfDocument, index: int, path: Path, limits: Limits) -> 
         bitmap = page.render(scale=scale, grayscale=True, may_draw_forms=True)
         image: Image.Image = bitmap.to_pil()
     except pdfium.PdfiumError as exc:
-        raise CorruptInput(f"PDF page {index + 1} cannot be rendered: {exc}", str(path)) from None
+        raise CorruptInput(
+            f"PDF page {index + 1} cannot be rendered: {exc}", str(pdf.path)
+        ) from None
     return image.convert("L") if image.mode != "L" else image

@@ -6,9 +6,9 @@ Debian's `tesseract-ocr-<lang>` packages, provisioned into `.venv/native/tessdat
 `make setup`, or from `tesseract.tessdata_dir`. Fully offline.
 
 Inputs are vetted by `images` exactly as for Aspose; images are decoded there, PDFs are
-rasterised by `pdf` (Tesseract cannot read PDFs). Each page is turned upright by
-`orientation` when `config.orientation` is on, then recognised with page segmentation mode 3
-(automatic layout, which keeps columns apart).
+rasterised by `pdf` from the bytes `images` vetted (Tesseract cannot read PDFs). Each page is
+turned upright by `orientation` when `config.orientation` is on, then recognised with page
+segmentation mode 3 (automatic layout, which keeps columns apart).
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ class TesseractEngine:
     def _pages(self, path: Path) -> Iterator[Image.Image]:
         vetted = images.vet(path, self._config.limits)
         if isinstance(vetted, images.PdfInput):
-            return pdf.render_pages(path, self._config.limits)
+            return pdf.render_pages(vetted, self._config.limits)
         return vetted.pages()
 
     def _read(self, page: Image.Image) -> str:
