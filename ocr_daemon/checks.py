@@ -25,7 +25,7 @@ from ocr_daemon import folders
 from ocr_daemon.cluster import check as cluster_check
 from ocr_daemon.config import Config, languages
 from ocr_daemon.config.rules import RULE_KEYS
-from ocr_daemon.engines import aspose_runtime
+from ocr_daemon.engines import openssl
 from ocr_daemon.engines.base import (
     EVALUATION_MODE,
     EVALUATION_REMEDY,
@@ -135,7 +135,7 @@ def _explain_rel(config: Config, rel: str) -> list[str]:
 
 def _openssl() -> CheckLine:
     try:
-        found = aspose_runtime.find_openssl()
+        found = openssl.find_openssl()
     except EngineUnavailable as exc:
         return CheckLine("FAIL", exc.message, exc.exit_code)
     return CheckLine("ok", f"OpenSSL 1.1 ({found.source}): {found.libssl}, {found.libcrypto}")
@@ -144,7 +144,7 @@ def _openssl() -> CheckLine:
 def _stand_in_engine(config: Config) -> Iterator[CheckLine]:
     """Aspose cannot start without OpenSSL 1.1: check the engine `run` and `once` use instead."""
     try:
-        stand_in, _missing = aspose_runtime.with_stand_in_engine(config)
+        stand_in, _missing = openssl.with_stand_in_engine(config)
     except EngineUnavailable as exc:
         yield CheckLine("FAIL", f"engine not started: {exc.message}", exc.exit_code)
         return

@@ -17,7 +17,7 @@ import structlog
 from ocr_daemon import overrides
 from ocr_daemon.config import Config, load_config
 from ocr_daemon.daemon import Daemon
-from ocr_daemon.engines import aspose_runtime
+from ocr_daemon.engines import openssl
 from ocr_daemon.signals import handle_dump_signal, handle_stop_signals, watch_the_loop
 from ocr_daemon.systemd import Notifier
 
@@ -38,7 +38,7 @@ def once(args: argparse.Namespace, config: Config) -> int:
 
 def _engine_that_starts(config: Config) -> Config:
     """Aspose without OpenSSL 1.1 would abort: run Tesseract instead, and say what is missing."""
-    config, missing = aspose_runtime.with_stand_in_engine(config)
+    config, missing = openssl.with_stand_in_engine(config)
     if missing:
         log.warning("engine.stand_in", engine=config.engine, instead_of="aspose", missing=missing)
     return config
@@ -47,7 +47,7 @@ def _engine_that_starts(config: Config) -> Config:
 def _reloader(args: argparse.Namespace) -> Callable[[], Config]:
     def reload() -> Config:
         config = overrides.apply(load_config(args.config), args)
-        return aspose_runtime.with_stand_in_engine(config)[0]
+        return openssl.with_stand_in_engine(config)[0]
 
     return reload
 

@@ -2,7 +2,7 @@
 
 Vetting used to mmap the PDF: a writer cutting the file under the mapping killed the worker with
 SIGBUS, and the file was retried, then failed, as `worker_crashed`. Now the PDF is read once into
-memory through `images.open_input`, and pdfium and Aspose get those bytes, never the path. A cut
+memory through `inputs.read_input`, and pdfium and Aspose get those bytes, never the path. A cut
 file is `corrupt`; one cut after it settled is found changed when its verdict is committed, goes
 back to settling, and is then judged as it now is.
 

@@ -21,11 +21,11 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from ocr_daemon import inputs
 from ocr_daemon.cluster import wire
 from ocr_daemon.cluster.registry import HostRegistry
 from ocr_daemon.cluster.results import Results, Waiter
 from ocr_daemon.config import Config
-from ocr_daemon.engines import images
 from ocr_daemon.engines.base import EngineInfo, EngineSettings, OcrResult
 from ocr_daemon.errors import (
     ClusterNoResult,
@@ -269,11 +269,7 @@ class Coordinator:
 
     def _read_job(self, job_id: int, path: Path) -> tuple[str, bytes]:
         """The job's message ID and the scan's bytes (one trip to a thread: they are per job)."""
-        with (
-            images.open_input(path, self.config.limits) as (fd, st),  # as an engine opens it
-            open(fd, "rb", closefd=False) as fh,
-        ):
-            data = fh.read()
+        data, st = inputs.read_input(path, self.config.limits)  # as an engine reads it
         row = self.journal.progress(job_id)
         attempts = int(row[0]) if row else 0
         return f"{self.id}.{job_id}.{st.st_ino}-{st.st_size}-{st.st_mtime_ns}.{attempts}", data

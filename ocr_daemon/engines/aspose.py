@@ -29,8 +29,7 @@ from typing import Any
 from PIL import Image, ImageDraw, ImageFont
 
 from ocr_daemon.config import AsposeSettings, Config, aspose_mode_problem, languages
-from ocr_daemon.engines import aspose_runtime as runtime
-from ocr_daemon.engines import images, orientation
+from ocr_daemon.engines import aspose_runtime, images, orientation
 from ocr_daemon.engines import pdf as pdfpages
 from ocr_daemon.engines.base import WARM_UP_LINES, EngineInfo, OcrResult
 from ocr_daemon.errors import (
@@ -64,7 +63,7 @@ class AsposeEngine:
         self._resources_dir = _resources_dir(config)
         # the older [aspose] language key wins; else the first of the shared `languages`
         self._language = config.aspose.language or languages.aspose_language(config.languages)
-        self._ocr = runtime.load_aspose(config.aspose, self._resources_dir)
+        self._ocr = aspose_runtime.load_aspose(config.aspose, self._resources_dir)
         self._settings = self._recognition_settings(config.aspose)
         self._licensed = self._apply_license(config.aspose.license_file)
         try:

@@ -19,13 +19,10 @@ but valid image is not an error: it yields a page whose text is empty. Images sm
 
 from __future__ import annotations
 
-import contextlib
-import errno
 import io
 import math
 import os
 import re
-import stat
 import sys
 import warnings
 from collections.abc import Iterator
@@ -39,10 +36,10 @@ from ocr_daemon.config import Limits
 from ocr_daemon.errors import (
     CorruptInput,
     EmptyInput,
-    InputMissing,
     InputTooLarge,
     UnsupportedInput,
 )
+from ocr_daemon.inputs import open_input, read_input
 
 MIN_SIDE_PX = 8
 PDF_TAIL_BYTES = 2048
@@ -154,66 +151,8 @@ def _size_and_head(path: Path, limits: Limits) -> tuple[int, bytes]:
         return st.st_size, os.pread(fd, 16, 0)
 
 
-@contextlib.contextmanager
-def open_input(path: Path, limits: Limits) -> Iterator[tuple[int, os.stat_result]]:
-    """A read descriptor for `path` and its stat, opened without following a symlink or blocking
-    on a FIFO (the path may have been swapped since the daemon saw a regular file there): only a
-    regular, non-empty file within ``limits.max_file_bytes``. Engines and the cluster
-    coordinator (which sends the bytes to worker hosts) both read inputs through it."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except FileNotFoundError:
-        raise InputMissing("file does not exist", str(path)) from None
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise UnsupportedInput("is a symlink (never followed)", str(path)) from None
-        raise InputMissing(f"cannot access file: {exc.strerror}", str(path)) from None
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise UnsupportedInput("not a regular file", str(path))
-        if st.st_size == 0:
-            raise EmptyInput("file is empty (0 bytes)", str(path))
-        if st.st_size > limits.max_file_bytes:
-            raise InputTooLarge(
-                f"file is {st.st_size} bytes, over limits.max_file_bytes = {limits.max_file_bytes}",
-                str(path),
-            )
-        yield fd, st
-    finally:
-        os.close(fd)
-
-
-def read_input(path: Path, limits: Limits) -> bytes:
-    """The whole file at `path`, read once through `open_input`. A file whose size or mtime
-    changes while it is read is `CorruptInput` as read; committing that verdict then finds the
-    file changed since it settled, and it goes back to settling (a file cut before it was opened
-    reads consistently, and is judged on its content)."""
-    with open_input(path, limits) as (fd, st):
-        data = _read_up_to(fd, st.st_size + 1)  # one byte more shows a file still growing
-        now = os.fstat(fd)
-    if len(data) != st.st_size or (now.st_size, now.st_mtime_ns) != (st.st_size, st.st_mtime_ns):
-        raise CorruptInput(
-            f"file changed while it was read: {st.st_size} bytes when opened, {len(data)} read",
-            str(path),
-        )
-    return data
-
-
-def _read_up_to(fd: int, limit: int) -> bytes:
-    chunks: list[bytes] = []
-    left = limit
-    while left > 0:
-        chunk = os.read(fd, left)
-        if not chunk:
-            break
-        chunks.append(chunk)
-        left -= len(chunk)
-    return b"".join(chunks)  # one chunk (the usual case) is returned as is, not copied
-
-
 def _vet_pdf(path: Path, limits: Limits) -> PdfInput:
-    data = read_input(path, limits)
+    data, _ = read_input(path, limits)
     if b"%%EOF" not in data[-PDF_TAIL_BYTES:]:
         raise CorruptInput("PDF is truncated: no %%EOF marker at its end", str(path))
     counts = [int(a or b) for a, b in _PDF_COUNT.findall(data)]
@@ -228,7 +167,7 @@ def _vet_pdf(path: Path, limits: Limits) -> PdfInput:
 
 
 def _vet_image(path: Path, kind: str, limits: Limits) -> ImageInput:
-    data = read_input(path, limits)
+    data, _ = read_input(path, limits)
     with _open_image(data, path) as image:
         page_count = getattr(image, "n_frames", 1)
         _check_frame_size(image, path, limits, 0)
