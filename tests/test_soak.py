@@ -9,10 +9,13 @@ the default engine, on fewer files: about two minutes together).
 
 Each writer decides, from what it saw, what its file must end as:
 - ``complete``: the file ended whole (or was taken whole): exactly one outcome, and the right
-  one — its sidecar (reading the whole file) in the outbox and the input in processed/; never
-  failed/, since ``corrupt_grace_seconds`` (3 x settle) outlasts every writer's pause;
+  one — its sidecar (reading the whole file) in the outbox and the input in processed/;
 - ``taken``: the daemon moved the file away while it was still being written: exactly one
-  outcome (sidecar + processed/, or failed/ + its record), not necessarily a right one;
+  outcome (sidecar + processed/, or failed/ + its record), not necessarily a right one — but
+  not failed/ either: ``corrupt_grace_seconds`` (3 x settle) outlasts every writer's pause
+  (2 x settle at most), so a file cut short is held, not failed, and there are attempts to
+  spare for the worker kills (the double reads anything, so its partial files are taken
+  often; with Aspose only a partial file that decodes can be);
 - ``deleted``: unlinked by its writer: no outcome (a sidecar alone only if the delete raced the
   commit, which the daemon then logs as ``file.vanished_at_disposal``);
 - ``skipped``: replaced by a symlink or a FIFO: left in the inbox, no outcome (same race).
@@ -55,7 +58,14 @@ SETTLE = 0.5
 GRACE = 3 * SETTLE  # corrupt_grace_seconds: longer than any writer's pause (2 x settle)
 MAX_ATTEMPTS = 20  # random worker kills must never use up a valid file's attempts
 QUIET_SECONDS = 2.5  # idle this long (status.json is rewritten within 1 s of a change) = quiet
-QUIET_TIMEOUT = 60.0
+QUIET_TIMEOUT = 90.0  # a loaded box reads a page in 2-4 s with Aspose
+# Why nothing may end in failed/: valid images, attempts to spare, and corrupt_grace_seconds
+# outlasting every pause of a writer (a file cut short reads as corrupt until it is whole).
+FAILED_WHY = {
+    "complete": "a complete valid input ended in failed/",
+    "taken": "a file whose writer never paused longer than 2 x settle ended in failed/ "
+    f"(corrupt_grace_seconds = {GRACE:g} s should have held its verdict until it was whole)",
+}
 LOGGED = ("file.done", "file.failed", "file.retry", "file.changed", "file.vanished",
           "file.vanished_at_disposal", "file.verdict_deferred", "file.duplicate_dropped",
           "journal.recovered")  # fmt: skip
@@ -508,6 +518,8 @@ class Soak:
         if case.outcome in ("complete", "taken"):
             if not found.one_outcome():
                 return [f"{what}: not exactly one outcome"]
+            if found.failed:
+                return [f"{what}: {FAILED_WHY[case.outcome]}: {self.record(case)}"]
             return self.check_right(case, what) if case.outcome == "complete" else []
         return [f"{what}: {p}" for p in found.unfinished_problems(case.outcome, raced)]
 
@@ -526,11 +538,13 @@ class Soak:
             special=mode is not None and (stat.S_ISLNK(mode) or stat.S_ISFIFO(mode)),
         )
 
+    def record(self, case: Case) -> str:
+        path = Path(os.fsdecode(self.path(b"failed", record_rel(case))))
+        record = json.loads(path.read_text())
+        return f"{record['reason']}: {record['message']} (attempts {record['attempts']})"
+
     def check_right(self, case: Case, what: str) -> list[str]:
-        """A complete valid input: processed (not failed), and its sidecar read the whole file."""
-        if os.path.lexists(self.path(b"failed", case.rel)):
-            record = Path(os.fsdecode(self.path(b"failed", record_rel(case)))).read_text()
-            return [f"{what}: a complete valid input ended in failed/: {record}"]
+        """A complete valid input, processed: its sidecar read the whole file."""
         text = Path(os.fsdecode(self.path(b"outbox", sidecar_rel(case)))).read_bytes().decode()
         if self.leg.real_engine:
             right = any(word in text for word in hf.FIRST_WORDS)
