@@ -344,6 +344,8 @@ class Soak:
     # -- the run ---------------------------------------------------------------------------------
 
     def run(self) -> None:
+        for fmt in FORMATS:  # rendered here: PIL cannot save one image from two threads at once
+            image(fmt)
         self.daemon.wait_running()
         self.timings["start"] = time.monotonic() - self.began
         stop = time.monotonic() + self.leg.seconds
