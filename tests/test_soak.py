@@ -23,6 +23,11 @@ Each writer decides, from what it saw, what its file must end as:
 After quiescence (writers done, the daemon restarted and idle, the inbox holding only the
 symlinks and FIFOs): those invariants, nothing else in outbox/processed/failed, no temp files,
 the daemon alive, and it never exited or logged ``daemon.fatal`` by itself.
+
+Two daemon defects it finds, left failing on purpose (issue 12): a worker SIGKILLed during the
+daemon's start-up warm-up makes the whole daemon exit 75; a file that changes between its sidecar
+and its move to processed/ is finished as if it had vanished, then read again: two sidecars,
+the first from the bytes before the change (``scan.txt`` and ``scan (2).txt``).
 """
 
 from __future__ import annotations
