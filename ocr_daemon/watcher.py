@@ -7,10 +7,10 @@ and a periodic reconciliation scan so an event lost to an inotify overflow or a 
 strands a file. A file is complete once it has been quiet (no event, same size, mtime and inode)
 for ``settle_seconds`` and is non-empty. Symlinks, FIFOs, sockets and devices are never opened.
 
-The filesystem work (walks, and the name check and lstat of each watch event) runs in threads, a
-slice of `SLICE` entries at a time; the loop keeps only the bookkeeping, so neither a folder of
-10,000 moved in nor a burst of events holds it. A look taken in a thread may be a moment old when
-it is noted: that can only restart a quiet period, never hand a file on early, because
+The filesystem work (walks, and the name check and lstat of each watch event) runs in threads;
+the loop keeps only the bookkeeping, `SLICE` entries a step, so neither a folder of 10,000 moved
+in nor a burst of events holds it. A look taken in a thread may be a moment old when it is
+noted: that can only restart a quiet period, never hand a file on early, because
 `_check_settled` looks again and hands on only a file whose identity is still the one noted.
 """
 
@@ -21,10 +21,13 @@ import contextlib
 import os
 import stat
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+# watchfiles imports anyio and its asyncio backend on an awatch's first step, on the loop (20 ms
+# of CPU): imported here, with the daemon, the loop never pays for it
+import anyio._backends._asyncio  # noqa: F401
 import structlog
 import watchfiles
 from watchfiles._rust_notify import WatchfilesRustInternalError
@@ -38,7 +41,7 @@ log = structlog.get_logger()
 Emit = Callable[[PurePosixPath, fsops.Identity], Awaitable[None]]
 Inode = tuple[int, int]
 Look = tuple[PurePosixPath, os.stat_result | None]  # None: gone
-SLICE = 128  # entries per thread hop: a slice's bookkeeping stays well under 10 ms on the loop
+SLICE = 128  # entries noted per loop step: a slice's bookkeeping stays well under 10 ms
 
 
 @dataclass
@@ -169,16 +172,23 @@ class InboxWatcher:
         for rel, st in self._look([path]):
             self._note(rel, st)
 
-    async def _take_in(self, paths: list[str]) -> None:
-        """A batch of watch events: looked at in a thread a slice at a time, noted on the loop."""
-        for start in range(0, len(paths), SLICE):
-            for rel, st in await asyncio.to_thread(self._look, paths[start : start + SLICE]):
+    async def _take_in(self, changes: set[tuple[watchfiles.Change, str]]) -> None:
+        """A batch of watch events: looked at in one thread hop, noted on the loop a slice at a
+        time (other tasks run between slices)."""
+        if not changes:
+            return
+        looks = await asyncio.to_thread(self._look, (path for _change, path in changes))
+        for start in range(0, len(looks), SLICE):
+            if start:
+                await asyncio.sleep(0)
+            for rel, st in looks[start : start + SLICE]:
                 self._note(rel, st)
 
-    def _look(self, paths: list[str]) -> list[Look]:
-        """Each of `paths` that may be a candidate by name, with its lstat (filesystem work)."""
+    def _look(self, paths: Iterable[str]) -> list[Look]:
+        """Each of `paths` (once) that may be a candidate by name, with its lstat: the
+        filesystem work, and for a watch batch the per-event work too, done in a thread."""
         looks: list[Look] = []
-        for path in paths:
+        for path in dict.fromkeys(paths):
             try:
                 rel = PurePosixPath(Path(path).relative_to(self.config.inbox))
             except ValueError:
@@ -248,7 +258,7 @@ class InboxWatcher:
         """Feed one awatch's events to `_take_in`; True when a pause should precede a restart."""
         try:
             async for changes in changes_iter:
-                await self._take_in(list(dict.fromkeys(path for _change, path in changes)))
+                await self._take_in(changes)
                 if not _same_dir(self.config.inbox, inode):
                     break
         except Exception as exc:
