@@ -21,6 +21,7 @@ DEFAULT_IGNORE = (
     "$RECYCLE.BIN", "System Volume Information", "lost+found", "__MACOSX",
     "*@SynoResource", "*@SynoEAStream",
 )  # fmt: skip
+INBOX_ITSELF = PurePosixPath()  # the inbox's own folder, as a path relative to it
 REMOTE_FILESYSTEMS = ("nfs", "nfs4", "cifs", "smb3", "smbfs", "9p", "fuse", "ceph", "glusterfs",
                       "afs", "davfs", "virtiofs")  # fmt: skip
 
@@ -59,9 +60,12 @@ def special_reason(st: os.stat_result) -> str | None:
     return "not a regular file"
 
 
-def scan(inbox: Path, rules: InboxFilter) -> Iterator[tuple[PurePosixPath, os.stat_result]]:
-    """Every entry under `inbox` that is not ignored by name, without following symlinks."""
-    stack = [PurePosixPath()]
+def scan(
+    inbox: Path, rules: InboxFilter, top: PurePosixPath = INBOX_ITSELF
+) -> Iterator[tuple[PurePosixPath, os.stat_result]]:
+    """Every entry under `inbox` (or its folder `top`) that is not ignored by name, without
+    following symlinks; each named relative to `inbox`."""
+    stack = [top]
     while stack:
         rel_dir = stack.pop()
         try:

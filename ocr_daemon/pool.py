@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from ocr_daemon.slots import Slot
 
 log = structlog.get_logger()
+WARM_UP_TRIES = 3  # an engine process killed while warming up at start is started again
 _SPAWN = multiprocessing.get_context("spawn")
 REAP_SECONDS = 5.0  # how long a killed or exiting worker may take to be seen gone
 
@@ -238,7 +239,7 @@ class Pool:
 
     async def start(self) -> EngineInfo:
         """Start every worker; the first error (e.g. engine unavailable) is raised."""
-        results = await asyncio.gather(*(s.start() for s in self.slots), return_exceptions=True)
+        results = await asyncio.gather(*(_warm(s) for s in self.slots), return_exceptions=True)
         errors = [r for r in results if isinstance(r, BaseException)]
         if errors:
             await self.close(grace_s=0)
@@ -254,3 +255,20 @@ class Pool:
 
     async def close(self, grace_s: float) -> None:
         await asyncio.gather(*(s.stop(grace_s) for s in self.slots))
+
+
+async def _warm(slot: Slot) -> EngineInfo:
+    """Start `slot`'s engine process; one killed while it warms up (the OOM killer, an operator's
+    kill, a bad moment) is started again, as a running one would be, up to `WARM_UP_TRIES`
+    times in all: a crash during start-up must not stop the daemon when a retry would do."""
+    for attempt in range(1, WARM_UP_TRIES + 1):
+        try:
+            return await slot.start()
+        except WorkerCrashed as exc:
+            if attempt == WARM_UP_TRIES:
+                raise
+            log.warning(
+                "worker.warm_up_crashed", slot=slot.index, error=exc.message, attempt=attempt,
+                tries=WARM_UP_TRIES,
+            )  # fmt: skip
+    raise AssertionError("unreachable")

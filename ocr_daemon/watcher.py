@@ -6,6 +6,12 @@ Three sources feed one settle tracker: a scan of the whole inbox at start, one l
 and a periodic reconciliation scan so an event lost to an inotify overflow or a remount never
 strands a file. A file is complete once it has been quiet (no event, same size, mtime and inode)
 for ``settle_seconds`` and is non-empty. Symlinks, FIFOs, sockets and devices are never opened.
+
+The filesystem work (walks, and the name check and lstat of each watch event) runs in threads;
+the loop keeps only the bookkeeping, `SLICE` entries a step, so neither a folder of 10,000 moved
+in nor a burst of events holds it. A look taken in a thread may be a moment old when it is
+noted: that can only restart a quiet period, never hand a file on early, because
+`_check_settled` looks again and hands on only a file whose identity is still the one noted.
 """
 
 from __future__ import annotations
@@ -15,10 +21,13 @@ import contextlib
 import os
 import stat
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+# watchfiles imports anyio and its asyncio backend on an awatch's first step, on the loop (20 ms
+# of CPU): imported here, with the daemon, the loop never pays for it
+import anyio._backends._asyncio  # noqa: F401
 import structlog
 import watchfiles
 from watchfiles._rust_notify import WatchfilesRustInternalError
@@ -31,6 +40,8 @@ log = structlog.get_logger()
 
 Emit = Callable[[PurePosixPath, fsops.Identity], Awaitable[None]]
 Inode = tuple[int, int]
+Look = tuple[PurePosixPath, os.stat_result | None]  # None: gone
+SLICE = 128  # entries noted per loop step: a slice's bookkeeping stays well under 10 ms
 
 
 @dataclass
@@ -128,7 +139,7 @@ class InboxWatcher:
         try:
             entries = scan(self.config.inbox, self.rules)
             found = 0
-            while batch := await asyncio.to_thread(_take, entries, 512):
+            while batch := await asyncio.to_thread(_take, entries, SLICE):
                 for rel, st in batch:
                     if self._consider(rel, st):
                         found += 1
@@ -156,20 +167,46 @@ class InboxWatcher:
         return not self.is_busy(rel)
 
     def on_change(self, path: str) -> None:
-        """A watch event for `path`: (re)start its quiet period."""
-        try:
-            rel = PurePosixPath(Path(path).relative_to(self.config.inbox))
-        except ValueError:
+        """A watch event for `path`: (re)start its quiet period (looked at here, on the loop:
+        for one path; a watch batch is looked at in threads, see `_take_in`)."""
+        for rel, st in self._look([path]):
+            self._note(rel, st)
+
+    async def _take_in(self, changes: set[tuple[watchfiles.Change, str]]) -> None:
+        """A batch of watch events: looked at in one thread hop, noted on the loop a slice at a
+        time (other tasks run between slices)."""
+        if not changes:
             return
-        if rel.parts and self.rules.ignored_reason(rel) is None:
-            st = fsops.lstat_in(self.config.inbox, rel)
-            if st is None:
-                self.settler.pending.pop(rel, None)
-            elif stat.S_ISDIR(st.st_mode):
-                self._track_new_dir(rel)
-            elif self._consider(rel, st):
-                self.settler.touch(rel, st, quiet_since=time.monotonic())
-                self._wake.set()
+        looks = await asyncio.to_thread(self._look, (path for _change, path in changes))
+        for start in range(0, len(looks), SLICE):
+            if start:
+                await asyncio.sleep(0)
+            for rel, st in looks[start : start + SLICE]:
+                self._note(rel, st)
+
+    def _look(self, paths: Iterable[str]) -> list[Look]:
+        """Each of `paths` (once) that may be a candidate by name, with its lstat: the
+        filesystem work, and for a watch batch the per-event work too, done in a thread."""
+        looks: list[Look] = []
+        for path in dict.fromkeys(paths):
+            try:
+                rel = PurePosixPath(Path(path).relative_to(self.config.inbox))
+            except ValueError:
+                continue
+            if rel.parts and self.rules.ignored_reason(rel) is None:
+                looks.append((rel, fsops.lstat_in(self.config.inbox, rel)))
+        return looks
+
+    def _note(self, rel: PurePosixPath, st: os.stat_result | None) -> None:
+        """What a watch event's look found: gone, a folder moved in, or a quiet period to
+        (re)start (bookkeeping only)."""
+        if st is None:
+            self.settler.pending.pop(rel, None)
+        elif stat.S_ISDIR(st.st_mode):
+            self._track_new_dir(rel)
+        elif self._consider(rel, st):
+            self.settler.touch(rel, st, quiet_since=time.monotonic())
+            self._wake.set()
 
     def _track_new_dir(self, rel: PurePosixPath) -> None:
         # A folder moved into the inbox brings files the watch never saw being created. It is
@@ -181,11 +218,11 @@ class InboxWatcher:
 
     async def _walk_new_dir(self, rel: PurePosixPath) -> None:
         now = time.monotonic()
-        entries = scan(self.config.inbox / rel, self.rules)
-        while batch := await asyncio.to_thread(_take, entries, 512):
-            for sub, st in batch:
-                if self._consider(rel / sub, st):
-                    self.settler.touch(rel / sub, st, quiet_since=now)
+        entries = scan(self.config.inbox, self.rules, top=rel)
+        while batch := await asyncio.to_thread(_take, entries, SLICE):
+            for path, st in batch:
+                if self._consider(path, st):
+                    self.settler.touch(path, st, quiet_since=now)
         self._wake.set()
 
     # -- loops ---------------------------------------------------------------------------------
@@ -218,11 +255,10 @@ class InboxWatcher:
     async def _follow(
         self, changes_iter: AsyncIterator[set[tuple[watchfiles.Change, str]]], inode: Inode
     ) -> bool:
-        """Feed one awatch's events to `on_change`; True when a pause should precede a restart."""
+        """Feed one awatch's events to `_take_in`; True when a pause should precede a restart."""
         try:
             async for changes in changes_iter:
-                for _change, path in changes:
-                    self.on_change(path)
+                await self._take_in(changes)
                 if not _same_dir(self.config.inbox, inode):
                     break
         except Exception as exc:
