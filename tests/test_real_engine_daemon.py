@@ -6,6 +6,7 @@ in both modes: the sidecar starts with the page's first words, pages are joined 
 
 from __future__ import annotations
 
+import os
 import signal
 from pathlib import Path
 
@@ -151,3 +152,34 @@ def test_a_page_without_text_is_never_silently_done(
     assert "no text recognised" in str(done["mixed.tif"]["why"])
     assert done["plain.png"]["level"] == "info"
     assert "empty_pages" not in done["plain.png"]
+
+
+def _engine_processes(daemon_pid: int) -> list[int]:
+    """The daemon's spawned engine processes (not multiprocessing's resource tracker)."""
+    found = []
+    for task in Path(f"/proc/{daemon_pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
+            if b"spawn_main" in cmdline:
+                found.append(int(child))
+    return found
+
+
+def test_an_engine_process_killed_while_warming_up_at_start_is_started_again(
+    tmp_path: Path, daemon_factory: list
+) -> None:
+    """Found by the soak: a kill during the start-up warm-up used to stop the daemon (exit
+    75). Now that engine process is started again and the daemon runs."""
+    config = write_config(tmp_path, engine="aspose", workers=1, settle_seconds=0.2)
+    daemon = start(daemon_factory, config)
+    victim = wait_for(lambda: _engine_processes(daemon.proc.pid), timeout=60, interval=0.01)[0]
+    os.kill(victim, signal.SIGKILL)
+    daemon.wait_running()
+    render_page(page_lines("Warm")).save(tmp_path / "inbox/after.png")
+    wait_for(lambda: files_under(tmp_path / "outbox") == ["after.txt"], timeout=120)
+    daemon.signal(signal.SIGTERM)
+    assert daemon.wait() == 0
+
+    (crashed,) = daemon.events("worker.warm_up_crashed")
+    assert "SIGKILL" in str(crashed["error"])
+    assert first_words((tmp_path / "outbox/after.txt").read_text()) == ["Warm", "alpha", "line"]
