@@ -10,6 +10,7 @@ journal alone — so each input ends with exactly one sidecar or one failure rec
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -83,7 +84,7 @@ class Outputs:
                     moved = self._free_name(self.config.processed, job.rel)
                 self._reserve(job, "done", sidecar, moved)
             if self._write(job, self.config.outbox, sidecar, data):
-                self._dispose(job, "done", moved)
+                self._dispose(job, "done", sidecar, moved)
                 return sidecar
         raise self._names_keep_vanishing(job, self.config.outbox)
 
@@ -99,20 +100,24 @@ class Outputs:
                 record = moved.with_name(safefs.fit_name(moved.name, ERROR_SUFFIX))
                 self._reserve(job, "failed", record, moved, failure.error.reason)
             if self._write(job, self.config.failed, record, _error_record(job, failure, moved)):
-                self._dispose(job, "failed", moved)
+                self._dispose(job, "failed", record, moved)
                 return record
         raise self._names_keep_vanishing(job, self.config.failed)
 
     def finish(self, job: JobRecord) -> bool:
         """Complete an outcome interrupted by a crash or by a failed disposal. False when nothing
-        was written yet (the job is active again and will be recognised anew)."""
+        was written yet (the job is active again and will be recognised anew), or when the input
+        changed since: its output is then withdrawn and the file is recognised as it is now."""
         assert job.output is not None
         root = self.config.outbox if job.outcome == "done" else self.config.failed
         safefs.remove_temp(root, job.output.parent, str(job.id))
         if safefs.lstat_in(root, job.output) is None:
             self.journal.reopen(job.id)
             return False
-        self._dispose(job, job.outcome or "done", job.moved_to)
+        try:
+            self._dispose(job, job.outcome or "done", job.output, job.moved_to)
+        except InputChanged:
+            return False
         return True
 
     def _resume(self, job: JobRecord) -> PurePosixPath | None:
@@ -183,8 +188,12 @@ class Outputs:
         message = f"{NAME_TRIES} free names for {job.rel} were taken by others before use"
         return OutputError(message, str(root))
 
-    def _dispose(self, job: JobRecord, outcome: Outcome, moved: PurePosixPath | None) -> None:
-        """Move (or delete, or keep) the input, then mark the outcome finished."""
+    def _dispose(
+        self, job: JobRecord, outcome: Outcome, output: PurePosixPath, moved: PurePosixPath | None
+    ) -> None:
+        """Move (or delete, or keep) the input, then mark the outcome finished. An input that
+        changed since it was recognised withdraws `output` (`InputChanged`): never an outcome
+        for bytes the file no longer holds, and never a second one for the new bytes."""
         root = self.config.processed if outcome == "done" else self.config.failed
         try:
             if moved is not None:
@@ -194,11 +203,28 @@ class Outputs:
                 )
             elif self._config_for(job).on_success == "delete":
                 safefs.unlink_in(self.config.inbox, job.rel, job.identity)
+        except safefs.SourceChanged:
+            self._withdraw(job, outcome, output)
+            raise InputChanged(job.rel, vanished=False) from None
         except FileNotFoundError:
             log.warning("file.vanished_at_disposal", path=str(job.rel))
         except OSError as exc:
             raise safefs.as_output_error(exc, root) from exc
         self.journal.finish(job.id, outcome)
+
+    def _withdraw(self, job: JobRecord, outcome: Outcome, output: PurePosixPath) -> None:
+        """Remove the output just published for an input that has changed since (its name was
+        reserved for it: no one else's file), then let the job go: the file as it is now is a
+        new job. A crash between the two finds the output gone and reopens the job."""
+        root = self.config.outbox if outcome == "done" else self.config.failed
+        with contextlib.suppress(FileNotFoundError):
+            safefs.unlink_in(root, output, None)
+        self.journal.finish(job.id, "gone")
+        log.warning(
+            "output.withdrawn", path=str(job.rel), output=str(output),
+            reason="the input changed after its output was written; it is read again once it "
+            "settles",
+        )  # fmt: skip
 
 
 def _error_record(job: JobRecord, failure: Failure, moved: PurePosixPath) -> bytes:

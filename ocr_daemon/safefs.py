@@ -182,6 +182,11 @@ def remove_temp(root: Path, rel_dir: PurePosixPath, tag: str) -> None:
         os.unlink(TEMP_PREFIX + tag, dir_fd=dfd)
 
 
+class SourceChanged(OSError):
+    """The source is still there but is no longer the file expected (rewritten, replaced): it
+    must not be moved or deleted as if it were."""
+
+
 def move_new(
     src_root: Path,
     src: PurePosixPath,
@@ -193,7 +198,8 @@ def move_new(
 ) -> None:
     """Move ``src_root/src`` to ``dst_root/dst`` without replacing anything at the destination.
 
-    Refuses (FileNotFoundError) when the source is gone or no longer has identity `expected`.
+    Refuses with FileNotFoundError when the source is gone, with `SourceChanged` when it no
+    longer has identity `expected`.
     Same filesystem: link + unlink (atomic, no replace). Across filesystems: copy to a temp name
     of its own (``TEMP_PREFIX + move_temp_tag(tag)``: concurrent moves into one folder must not
     share it), fsync, link into place, then unlink the source.
@@ -201,7 +207,7 @@ def move_new(
     with open_dir(src_root, src.parent, create=False) as sfd:
         st = os.lstat(src.name, dir_fd=sfd)
         if not stat.S_ISREG(st.st_mode) or (expected and Identity.of(st) != expected):
-            raise FileNotFoundError(errno.ENOENT, "input changed or replaced", str(src))
+            raise SourceChanged(errno.ESTALE, "input changed or replaced", str(src))
         with open_dir(dst_root, dst.parent, create=True) as dfd:
             try:
                 os.link(src.name, dst.name, src_dir_fd=sfd, dst_dir_fd=dfd, follow_symlinks=False)
@@ -261,11 +267,12 @@ def _copy_across(
 
 
 def unlink_in(root: Path, rel: PurePosixPath, expected: Identity | None) -> None:
-    """Delete ``root/rel`` if it is still the file with identity `expected`."""
+    """Delete ``root/rel`` if it is still the file with identity `expected` (else
+    `SourceChanged`; FileNotFoundError when it is gone)."""
     with open_dir(root, rel.parent, create=False) as dfd:
         st = os.lstat(rel.name, dir_fd=dfd)
         if expected and Identity.of(st) != expected:
-            raise FileNotFoundError(errno.ENOENT, "input changed or replaced", str(rel))
+            raise SourceChanged(errno.ESTALE, "input changed or replaced", str(rel))
         os.unlink(rel.name, dir_fd=dfd)
 
 

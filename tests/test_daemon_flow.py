@@ -180,3 +180,36 @@ def test_stop_during_a_commit_still_logs_and_counts_its_outcome(
     assert files_under(config.outbox) == ["a.txt"]
     assert [e["path"] for e in logged if e["event"] == "file.done"] == ["a.png"]
     assert daemon.counts.done == 1
+
+
+@pytest.mark.parametrize("on_success", ["move", "delete"])
+def test_an_input_rewritten_after_its_sidecar_gets_one_sidecar_for_its_new_bytes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, on_success: str
+) -> None:
+    """Found by the soak: a writer that changed the file between its sidecar and its move left
+    a sidecar of the old (partial) bytes and, read again, a second one. Now the first is
+    withdrawn and the file is read again as it now is: one sidecar, of the whole file."""
+    config = make_config(tmp_path, workers=1, on_success=on_success)
+    path = drop(config.inbox, "scan.png", b"half")
+    write = Outputs._write
+    rewritten: list[Path] = []
+
+    def write_then_writer_goes_on(
+        self: Outputs, job: JobRecord, root: Path, rel: PurePosixPath, data: bytes
+    ) -> bool:
+        published = write(self, job, root, rel, data)
+        if not rewritten:
+            rewritten.append(path)
+            with path.open("ab") as fh:
+                fh.write(b" and the rest")
+        return published
+
+    monkeypatch.setattr(Outputs, "_write", write_then_writer_goes_on)
+    with capture_logs() as logged:
+        assert run_once(config) == 0
+
+    assert files_under(config.outbox) == ["scan.txt"]
+    assert (config.outbox / "scan.txt").read_text() == "text of scan.png (17 bytes)"
+    events = [e["event"] for e in logged if e["event"].startswith(("file.", "output."))]
+    assert events == ["output.withdrawn", "file.changed", "file.done"]
+    assert files_under(config.inbox) == []

@@ -59,6 +59,19 @@ def test_crash_after_sidecar_before_disposal_finishes_without_second_sidecar(
     assert files_under(config.inbox) == []
 
 
+def test_crash_after_sidecar_then_the_input_rewritten_withdraws_it_and_reads_anew(
+    tmp_path: Path,
+) -> None:
+    """The sidecar of the old bytes is withdrawn at start; the file as it now is gets the one
+    sidecar (before: the old one stayed and the new bytes got `doc (2).txt`)."""
+    config = _interrupted(tmp_path, write_sidecar=True, leave_temp=False)
+    (config.inbox / "doc.png").write_bytes(b"abc and more")
+    assert run_once(config) == 0
+    assert files_under(config.outbox) == ["doc.txt"]
+    assert (config.outbox / "doc.txt").read_text() == "text of doc.png (12 bytes)"
+    assert files_under(config.processed) == ["doc.png"]
+
+
 def test_corrupt_journal_is_set_aside_and_nothing_is_lost(tmp_path: Path) -> None:
     config = make_config(tmp_path)
     config.state_dir.mkdir(parents=True)
