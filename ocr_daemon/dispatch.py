@@ -26,7 +26,7 @@ from pathlib import PurePosixPath
 
 import structlog
 
-from ocr_daemon import safefs as fsops
+from ocr_daemon import safefs
 from ocr_daemon.config import Config
 from ocr_daemon.engines.base import EngineSettings, OcrResult
 from ocr_daemon.errors import (
@@ -63,7 +63,7 @@ class Job:
 class Held:
     """A verdict kept back while its file may still grow (see the module docstring)."""
 
-    identity: fsops.Identity
+    identity: safefs.Identity
     error: InputError
     since: float  # time.monotonic() when this verdict on this identity was first held
     first_seen: float
@@ -109,7 +109,7 @@ class Dispatcher:
 
     # -- intake --------------------------------------------------------------------------------
 
-    async def enqueue(self, rel: PurePosixPath, identity: fsops.Identity) -> None:
+    async def enqueue(self, rel: PurePosixPath, identity: safefs.Identity) -> None:
         """Queue a complete file (waits while the queue is full), unless it has an outcome."""
         record = await asyncio.to_thread(self.journal.begin, rel, identity)
         if record.state in ("done", "failed"):
@@ -217,8 +217,8 @@ class Dispatcher:
         grace = self.config.corrupt_grace_seconds
         if grace <= 0 or not isinstance(error, PARTIAL_FILE_VERDICTS):
             return None
-        st = fsops.lstat_in(self.config.inbox, job.record.rel)
-        if st is None or fsops.Identity.of(st) != job.record.identity:
+        st = safefs.lstat_in(self.config.inbox, job.record.rel)
+        if st is None or safefs.Identity.of(st) != job.record.identity:
             return None
         changed_ago = time.time() - max(st.st_mtime, st.st_ctime)
         held_for = time.monotonic() - held.since if held else 0.0

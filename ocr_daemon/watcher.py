@@ -32,13 +32,13 @@ import structlog
 import watchfiles
 from watchfiles._rust_notify import WatchfilesRustInternalError
 
-from ocr_daemon import safefs as fsops
+from ocr_daemon import safefs
 from ocr_daemon.config import Config
 from ocr_daemon.inbox import InboxFilter, remote_filesystem, scan, special_reason
 
 log = structlog.get_logger()
 
-Emit = Callable[[PurePosixPath, fsops.Identity], Awaitable[None]]
+Emit = Callable[[PurePosixPath, safefs.Identity], Awaitable[None]]
 Inode = tuple[int, int]
 Look = tuple[PurePosixPath, os.stat_result | None]  # None: gone
 SLICE = 128  # entries noted per loop step: a slice's bookkeeping stays well under 10 ms
@@ -46,7 +46,7 @@ SLICE = 128  # entries noted per loop step: a slice's bookkeeping stays well und
 
 @dataclass
 class _Pending:
-    identity: fsops.Identity
+    identity: safefs.Identity
     quiet_since: float
     first_seen: float
     warned: bool = False
@@ -60,7 +60,7 @@ class Settler:
     pending: dict[PurePosixPath, _Pending] = field(default_factory=dict)
 
     def touch(self, rel: PurePosixPath, st: os.stat_result, quiet_since: float) -> None:
-        ident = fsops.Identity.of(st)
+        ident = safefs.Identity.of(st)
         entry = self.pending.get(rel)
         if entry is None or entry.identity != ident or quiet_since > entry.quiet_since:
             first_seen = entry.first_seen if entry else time.monotonic()
@@ -153,7 +153,7 @@ class InboxWatcher:
         age = max(0.0, time.time() - st.st_mtime) if trust_mtime else 0.0
         settled = age >= self.settler.settle_seconds and st.st_size > 0
         if settled and rel not in self.settler.pending:
-            await self.emit(rel, fsops.Identity.of(st))
+            await self.emit(rel, safefs.Identity.of(st))
         else:
             self.settler.touch(rel, st, quiet_since=time.monotonic() - age)
 
@@ -194,7 +194,7 @@ class InboxWatcher:
             except ValueError:
                 continue
             if rel.parts and self.rules.ignored_reason(rel) is None:
-                looks.append((rel, fsops.lstat_in(self.config.inbox, rel)))
+                looks.append((rel, safefs.lstat_in(self.config.inbox, rel)))
         return looks
 
     def _note(self, rel: PurePosixPath, st: os.stat_result | None) -> None:
@@ -340,11 +340,11 @@ class InboxWatcher:
         entry = self.settler.pending.get(rel)
         if entry is None:
             return
-        st = fsops.lstat_in(self.config.inbox, rel)
+        st = safefs.lstat_in(self.config.inbox, rel)
         if st is None or not self._consider(rel, st):
             del self.settler.pending[rel]
             return
-        ident = fsops.Identity.of(st)
+        ident = safefs.Identity.of(st)
         if ident == entry.identity and ident.size > 0:
             del self.settler.pending[rel]
             await self.emit(rel, ident)
@@ -360,7 +360,7 @@ class InboxWatcher:
             return
         self._warn_if_stuck(rel, ident)
 
-    def _warn_if_stuck(self, rel: PurePosixPath, ident: fsops.Identity) -> None:
+    def _warn_if_stuck(self, rel: PurePosixPath, ident: safefs.Identity) -> None:
         entry = self.settler.pending[rel]
         if entry.warned:
             return

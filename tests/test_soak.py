@@ -24,10 +24,10 @@ After quiescence (writers done, the daemon restarted and idle, the inbox holding
 symlinks and FIFOs): those invariants, nothing else in outbox/processed/failed, no temp files,
 the daemon alive, and it never exited or logged ``daemon.fatal`` by itself.
 
-Two daemon defects it finds, left failing on purpose (issue 12): a worker SIGKILLed during the
-daemon's start-up warm-up makes the whole daemon exit 75; a file that changes between its sidecar
-and its move to processed/ is finished as if it had vanished, then read again: two sidecars,
-the first from the bytes before the change (``scan.txt`` and ``scan (2).txt``).
+Two daemon defects it found (issue 12), both fixed and each with its own test since: a worker
+SIGKILLed during the daemon's start-up warm-up made the whole daemon exit 75; a file that changed
+between its sidecar and its move to processed/ was finished as if it had vanished, then read
+again: two sidecars, the first from the bytes before the change.
 """
 
 from __future__ import annotations
