@@ -15,6 +15,7 @@ import logging
 import os
 import re
 import signal
+import time
 from typing import Any
 
 import structlog
@@ -37,6 +38,30 @@ def watch_the_loop() -> None:
     logger.setLevel(logging.WARNING)  # debug mode's own DEBUG lines (each slow select) are noise
     logger.addHandler(_AsyncioEvents())
     logger.propagate = False
+    _time_each_callback_on_the_cpu()
+
+
+_last_cpu_seconds = [0.0]  # the CPU time of the callback asyncio has just timed (loop thread only)
+
+
+def _time_each_callback_on_the_cpu() -> None:
+    """asyncio times each callback by the wall clock, which on a busy machine also counts the
+    time the loop's thread waited for a core. Beside it, record the CPU time the callback itself
+    spent (`time.thread_time`): that is the daemon's own cost, whatever else runs. Debug mode
+    only: it wraps asyncio's `Handle._run`, which `loop.slow_callback` then reports."""
+    run = asyncio.events.Handle._run
+    if getattr(run, "_ocr_daemon_timed", False):
+        return
+
+    def timed_run(handle: asyncio.Handle) -> None:
+        started = time.thread_time()
+        try:
+            run(handle)
+        finally:
+            _last_cpu_seconds[0] = time.thread_time() - started
+
+    timed_run._ocr_daemon_timed = True  # type: ignore[attr-defined]
+    asyncio.events.Handle._run = timed_run  # type: ignore[method-assign,assignment]
 
 
 class _AsyncioEvents(logging.Handler):
@@ -45,6 +70,7 @@ class _AsyncioEvents(logging.Handler):
         if record.msg == _SLOW_CALLBACK_MESSAGE and len(args) == 2:
             callback, seconds = str(args[0]), args[1]
             log.warning("loop.slow_callback", callback=callback, seconds=seconds,
+                        cpu_seconds=round(_last_cpu_seconds[0], 4),
                         then_waits_at=_where_task_waits(callback))  # fmt: skip
             return
         log.warning("asyncio.message", level=record.levelname, message=record.getMessage(),

@@ -1,8 +1,10 @@
-"""Nothing holds the daemon's event loop: under load no callback runs over 50 ms on it, and the
-watchdog ping keeps its 1 s rhythm.
+"""Nothing holds the daemon's event loop: under load no callback spends over 50 ms of CPU on it,
+and the watchdog ping keeps its 1 s rhythm.
 
 The daemon runs as a subprocess with ``OCR_DAEMON_LOOP_DEBUG=1`` (asyncio's debug mode; each
-callback over 50 ms is logged as ``loop.slow_callback``) under a fake service manager: a datagram
+callback over 50 ms of wall time is logged as ``loop.slow_callback``, with the CPU time it spent:
+the test judges that, since on a shared 2-core machine the wall time also counts the waits for a
+core that other tests cause) under a fake service manager: a datagram
 socket as ``NOTIFY_SOCKET`` and a 2 s ``WATCHDOG_USEC``, so it pings every second. The load is the
 engine double's (this tests the loop, not OCR): 1,000 small files, engine processes SIGKILLed
 mid-batch, a folder of 10,000 files moved into the inbox in one rename.
@@ -28,6 +30,7 @@ from tests.harness import DaemonProcess, files_under, make_config, start, wait_f
 
 WATCHDOG_USEC = 2_000_000  # the daemon pings every 1 s
 RHYTHM_SLACK_SECONDS = 0.2
+SLOW_CALLBACK_SECONDS = 0.05
 
 
 class FakeServiceManager:
@@ -109,8 +112,11 @@ def test_no_callback_holds_the_loop_and_the_watchdog_keeps_rhythm(
     daemon.signal(signal.SIGTERM)
     assert daemon.wait() == 0
 
-    slow = [(e["seconds"], e["callback"], e["then_waits_at"][-3:])
-            for e in daemon.events("loop.slow_callback")]  # fmt: skip
+    # the loop's own CPU time per callback: wall time on this shared 2-core machine also counts
+    # the time the loop's thread waited for a core while other tests ran
+    slow = [(e["cpu_seconds"], e["callback"], e["then_waits_at"][-3:])
+            for e in daemon.events("loop.slow_callback")
+            if float(e["cpu_seconds"]) > SLOW_CALLBACK_SECONDS]  # fmt: skip
     pings = manager.pings()
     gaps = [round(b - a, 3) for a, b in itertools.pairwise(pings)]
     late = [g for g in gaps if abs(g - WATCHDOG_USEC / 2e6) > RHYTHM_SLACK_SECONDS]
@@ -118,7 +124,7 @@ def test_no_callback_holds_the_loop_and_the_watchdog_keeps_rhythm(
     assert len(gaps) > 10, manager.received[:20]
     assert (slow, late) == ([], []), (
         "callbacks held the event loop:\n"
-        + "".join(f"{s:.3f} s {c}\n    then at {w}\n" for s, c, w in sorted(slow)[::-1][:20])
+        + "".join(f"{s:.3f} s of CPU {c}\n    then at {w}\n" for s, c, w in sorted(slow)[::-1][:20])
         + f"watchdog pings out of their 1 s rhythm: {late} (longest gap {max(gaps)} s)"
     )
 

@@ -49,7 +49,7 @@ from pathlib import Path
 
 import pytest
 
-from ocr_daemon import fsops
+from ocr_daemon import safefs
 from tests import hostile_files as hf
 from tests.harness import DaemonProcess, start, write_config
 
@@ -504,7 +504,7 @@ class Soak:
         return out
 
     def log_of(self, case: Case) -> list[str]:
-        return self.logged_for.get(fsops.shown(os.fsdecode(case.rel)), [])
+        return self.logged_for.get(safefs.shown(os.fsdecode(case.rel)), [])
 
     def whose(self, name: bytes) -> str:
         """For a numbered duplicate (``scan (2).txt``): the case it is a second outcome of."""
