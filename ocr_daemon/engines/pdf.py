@@ -4,7 +4,8 @@ detection on PDFs (both engines), with pdfium in-process.
 Pillow only writes PDFs, it cannot read them; `pypdfium2` is a 4 MB wheel with pdfium inside and
 no system dependencies, and renders in-process (the peers measurement spent 1.3-2.8 s per PDF in a
 `pdftoppm` child at 300 dpi). Pages are rendered one at a time in 8-bit grey at `DPI`, scaled
-down when a page would exceed `limits.max_pixels`; errors become our typed `InputError`s.
+down when a page would exceed `limits.max_pixels`; each image says the DPI it was rendered at in
+``info["dpi"]`` (as a decoded image file would); errors become our typed `InputError`s.
 """
 
 from __future__ import annotations
@@ -49,6 +50,19 @@ def render_page(path: Path, index: int, limits: Limits) -> Image.Image:
         pdf.close()
 
 
+def page_pixels(path: Path, index: int, dpi: float) -> tuple[int, int]:
+    """The pixel size page `index` of the PDF at `path` renders to at `dpi`."""
+    pdf = _open(path)
+    try:
+        width_pt, height_pt = pdf[index].get_size()
+    except (pdfium.PdfiumError, IndexError) as exc:
+        raise CorruptInput(f"PDF page {index + 1} cannot be read: {exc}", str(path)) from None
+    finally:
+        pdf.close()
+    scale = dpi / POINTS_PER_INCH
+    return round(width_pt * scale), round(height_pt * scale)
+
+
 def _open(path: Path) -> pdfium.PdfDocument:
     try:
         return pdfium.PdfDocument(str(path))
@@ -70,4 +84,6 @@ def _render(pdf: pdfium.PdfDocument, index: int, path: Path, limits: Limits) -> 
         image: Image.Image = bitmap.to_pil()
     except pdfium.PdfiumError as exc:
         raise CorruptInput(f"PDF page {index + 1} cannot be rendered: {exc}", str(path)) from None
-    return image.convert("L") if image.mode != "L" else image
+    image = image.convert("L") if image.mode != "L" else image
+    image.info["dpi"] = (scale * POINTS_PER_INCH, scale * POINTS_PER_INCH)
+    return image
