@@ -6,10 +6,14 @@ Flate), fpdf2 draws a text-only page per page and pikepdf lays it over the image
 the original page of a PDF input, whose content is kept and never rasterised.
 
 The text layer holds each word (each line, where the engine gave only lines) in render mode 3,
-horizontally scaled onto its box, in Occulta: OCRmyPDF's glyphless font (Apache-2.0, one empty
-glyph for every BMP code point), so any Unicode text is selectable and searchable and the font
-embeds in 13 KB. OCRmyPDF's own renderer (`ocrmypdf.fpdf_renderer`) was the alternative: it is
-not a public API, and pinning all of OCRmyPDF for it buys RTL/CJK shaping we do not yet need.
+horizontally scaled onto its box, in a glyphless font as Tesseract and OCRmyPDF use: every glyph
+empty, so any Unicode text is selectable and searchable. It is built per document with fontTools
+(fpdf2's own dependency) for exactly the characters the document holds: a font covering all of
+Unicode (OCRmyPDF's Occulta maps 65,536 code points) costs fpdf2 ~0.2 s a page to load and
+subset, a built one ~5 ms. Widths follow Occulta's: 0 for combining marks, a full em for wide
+(CJK) characters, half an em for the rest. OCRmyPDF's own renderer (`ocrmypdf.fpdf_renderer`)
+was the alternative: not a public API, and pinning all of OCRmyPDF for it buys RTL/CJK shaping we
+do not yet need.
 
 Pages are sized from the layout's DPI. A page the engine read turned (EXIF orientation, or
 orientation detection) keeps its image as stored and gets a /Rotate, so it shows upright; pikepdf
@@ -20,11 +24,15 @@ intent, XMP pdfaid, embedded fonts, no encryption or JavaScript); it is not vali
 from __future__ import annotations
 
 import io
+import tempfile
+import unicodedata
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import img2pdf
 import pikepdf
+from fontTools.fontBuilder import FontBuilder
+from fontTools.pens.ttGlyphPen import TTGlyphPen
 from fpdf import FPDF
 from fpdf.enums import TextMode
 from PIL import Image, ImageCms
@@ -35,9 +43,9 @@ from ocr_daemon.engines.base import OcrResult
 from ocr_daemon.engines.layout import Box, PageLayout
 from ocr_daemon.errors import CorruptInput, RecognitionFailed
 
-FONT_FILE = Path(__file__).with_name("Occulta.ttf")
-FONT = "occulta"
-DESCENT = 0.2  # Occulta's descent, as a fraction of the font size (hhea: -200 of 1000 units)
+FONT = "GlyphLessFont"
+ASCENT, DESCENT = 0.8, 0.2  # of the font size: the glyphless font's line spans its box
+GLYPH_WIDTHS = {"space": 500, "mark": 0, "narrow": 500, "wide": 1000}  # of 1000 units
 POINTS_PER_INCH = 72.0
 EXIF_TURNS = {1: 0, 3: 180, 6: 90, 8: 270}  # EXIF orientation -> clockwise degrees (no flips)
 _JAVASCRIPT_KEYS = ("/OpenAction", "/AA")
@@ -82,15 +90,47 @@ def text_layer(layouts: Sequence[PageLayout], sizes: Sequence[tuple[float, float
     """A text-only PDF: page i is `sizes[i]` points (as shown) holding `layouts[i]`'s text."""
     doc = FPDF(unit="pt")
     doc.set_auto_page_break(False)
-    doc.add_font(FONT, fname=str(FONT_FILE))
     doc.set_creator("ocr-daemon")
-    for layout, (width, height) in zip(layouts, sizes, strict=True):
-        doc.add_page(format=(width, height))
-        doc.text_mode = TextMode.INVISIBLE
-        scale = width / layout.width  # points per pixel
-        for text, box, line in _pieces(layout):
-            _place(doc, text, box, line, scale)
-    return bytes(doc.output())
+    chars = {ch for layout in layouts for text, _, _ in _pieces(layout) for ch in text}
+    with tempfile.TemporaryDirectory(prefix="ocr-daemon-font-") as folder:
+        font_file = Path(folder) / "glyphless.ttf"
+        font_file.write_bytes(glyphless_font(chars))
+        doc.add_font(FONT, fname=font_file)
+        for layout, (width, height) in zip(layouts, sizes, strict=True):
+            doc.add_page(format=(width, height))
+            doc.text_mode = TextMode.INVISIBLE
+            scale = width / layout.width  # points per pixel
+            for text, box, line in _pieces(layout):
+                _place(doc, text, box, line, scale)
+        return bytes(doc.output())
+
+
+def glyphless_font(chars: set[str]) -> bytes:
+    """A TrueType font whose glyphs are all empty, mapping each of `chars` and the space."""
+    builder = FontBuilder(1000, isTTF=True)
+    order = [".notdef", *GLYPH_WIDTHS]
+    builder.setupGlyphOrder(order)
+    builder.setupCharacterMap({ord(ch): _glyph(ch) for ch in chars | {" "}})
+    empty = TTGlyphPen(None).glyph()
+    builder.setupGlyf(dict.fromkeys(order, empty))
+    builder.setupHorizontalMetrics({name: (GLYPH_WIDTHS.get(name, 500), 0) for name in order})
+    builder.setupHorizontalHeader(ascent=round(ASCENT * 1000), descent=-round(DESCENT * 1000))
+    builder.setupNameTable({"familyName": FONT, "styleName": "Regular"})
+    builder.setupOS2(sTypoAscender=round(ASCENT * 1000), sTypoDescender=-round(DESCENT * 1000),
+                     usWinAscent=round(ASCENT * 1000), usWinDescent=round(DESCENT * 1000),
+                     fsType=0)  # fmt: skip
+    builder.setupPost()
+    out = io.BytesIO()
+    builder.save(out)
+    return out.getvalue()
+
+
+def _glyph(ch: str) -> str:
+    if ch.isspace():
+        return "space"
+    if unicodedata.combining(ch):
+        return "mark"
+    return "wide" if unicodedata.east_asian_width(ch) in ("W", "F") else "narrow"
 
 
 def _pieces(layout: PageLayout) -> Iterator[tuple[str, Box, Box]]:
