@@ -18,11 +18,12 @@ import pypdfium2 as pdfium
 import pytest
 from PIL import Image, ImageChops
 
-from ocr_daemon.config import Config
+from ocr_daemon.config import Config, load_config
 from ocr_daemon.engines.base import Engine, OcrResult, engine_class
 from ocr_daemon.engines.layout import Box, PageLayout
+from ocr_daemon.errors import ConfigError
 from ocr_daemon.formats.pdf import searchable_pdf
-from tests.conftest import DrawnWord, render_words
+from tests.conftest import FONT_FILE, DrawnWord, render_words
 from tests.test_layout import LINES, line_box, overlap
 
 OTHER = (
@@ -33,6 +34,7 @@ OTHER = (
     "Grumpy wizards make toxic brew for the evil queen and jack",
     "The job requires extra pluck and zeal from every young wage earner",
 )
+TYPESET = ("Invoice number 4711 dated today", "Total amount due within thirty days")
 Found = tuple[str, tuple[int, int, int, int]]  # a text piece read back, its box in image pixels
 
 
@@ -336,6 +338,55 @@ def test_a_pdf_keeps_its_own_pages_and_gains_the_text(
         assert_words_where_drawn(found, scaled)  # type: ignore[arg-type]
     else:
         assert_lines_where_drawn(found, result.layout[0], scaled)  # type: ignore[arg-type]
+
+
+def born_digital_then_scanned(tmp_path: Path) -> Path:
+    """A two-page PDF: page 1 typeset text (as an office suite writes it), page 2 a scan."""
+    from fpdf import FPDF  # noqa: PLC0415
+
+    typeset = FPDF(unit="pt", format=(864, 576))
+    typeset.add_font("dejavu", fname=str(FONT_FILE))
+    typeset.add_page()
+    typeset.set_font("dejavu", size=24)
+    for number, line in enumerate(TYPESET):
+        typeset.text(40, 60 + 40 * number, line)
+    render_words(LINES)[0].save(tmp_path / "scan.pdf", resolution=150)
+    with (
+        pikepdf.open(io.BytesIO(bytes(typeset.output()))) as pdf,
+        pikepdf.open(tmp_path / "scan.pdf") as scan,
+    ):
+        pdf.pages.extend(scan.pages)
+        pdf.save(tmp_path / "mixed.pdf")
+    return tmp_path / "mixed.pdf"
+
+
+@pytest.mark.parametrize("name", ["tesseract", "aspose"])
+def test_pdf_pages_with_text_keep_it_and_are_not_ocred_again(
+    engines: dict[str, Engine], tmp_path: Path, name: str
+) -> None:
+    source = born_digital_then_scanned(tmp_path)
+    result = engines[name].recognize(source)
+    assert normalised(result.pages[0]) == " ".join(TYPESET)  # its own text, to the .txt
+    assert result.layout[0].lines == ()  # nothing OCRed, nothing to lay over it
+    assert LINES[0].split()[:3] == result.pages[1].split()[:3]  # the scan is OCRed
+    data = searchable_pdf(source, result)
+    assert layer_text(data)[0] == " ".join(TYPESET)  # once: no second layer over it
+
+
+def test_pdf_pages_with_text_are_ocred_when_forced(tmp_path: Path) -> None:
+    source = born_digital_then_scanned(tmp_path)
+    forced = engine_class("tesseract")(
+        Config(engine="tesseract", state_dir=tmp_path, pdf_existing_text="force")
+    )
+    result = forced.recognize(source)
+    assert result.layout[0].lines  # OCRed from the rendered page
+    assert normalised(result.pages[0]).split()[:3] == TYPESET[0].split()[:3]
+
+
+def test_an_unknown_pdf_existing_text_policy_names_the_key(tmp_path: Path) -> None:
+    (tmp_path / "c.toml").write_text('pdf_existing_text = "redo"\n')
+    with pytest.raises(ConfigError, match="pdf_existing_text"):
+        load_config(tmp_path / "c.toml")
 
 
 # -- PDF/A-2b structure ---------------------------------------------------------------------------

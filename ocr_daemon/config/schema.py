@@ -18,7 +18,7 @@ from typing import Any
 
 from ocr_daemon.config import languages as langs
 from ocr_daemon.config.rules import Rule, parse_rules
-from ocr_daemon.config.values import LogFormat, OnSuccess, converter_for
+from ocr_daemon.config.values import LogFormat, OnSuccess, PdfExistingText, converter_for
 from ocr_daemon.errors import ConfigError
 
 LICENSE_ENV = "OCR_DAEMON_LICENSE_FILE"
@@ -87,6 +87,7 @@ class Config:
     engine: str = "aspose"
     languages: tuple[str, ...] = ("eng",)
     orientation: bool = True
+    pdf_existing_text: PdfExistingText = "skip"
     workers: int = 0
     worker_memory_mb: int = 1600
     max_jobs_per_worker: int = 500

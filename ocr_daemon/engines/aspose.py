@@ -112,7 +112,7 @@ class AsposeEngine:
         """One page given as pixels (already turned by `rotation`), with its layout."""
         result = self._recognize_pixels(page, path)
         dpi, dpi_source = page_dpi(images.claimed_dpi(page))
-        return result, _layout(result, page.size, (dpi, dpi_source), rotation)
+        return _read(result, _layout(result, page.size, (dpi, dpi_source), rotation))
 
     def _recognize_pixels(self, page: Image.Image, path: Path) -> Any:
         pixel_type = self._ocr.PixelType.BYTE if page.mode == "L" else self._ocr.PixelType.RGB
@@ -125,11 +125,17 @@ class AsposeEngine:
 
     def _recognize_pdf(self, pdf: images.PdfInput) -> list[_Read]:
         """Page by page, until the engine returns nothing: memory stays at one page. A page
-        that orientation detection finds turned is recognised as upright rendered pixels."""
+        that orientation detection finds turned is recognised as upright rendered pixels; a
+        page whose own text `pdf_existing_text` keeps is not recognised."""
         limit = self._config.limits.max_pages
+        kept = pdfpages.existing_text(pdf.path, self._config.pdf_existing_text)
         turned = self._turned_pdf_pages(pdf)
         pages: list[_Read] = []
         for index in range(limit + 1):
+            if index in kept:
+                size = pdfpages.page_pixels(pdf.path, index, PDF_RENDER_DPI)
+                pages.append((kept[index], (), pdfpages.kept_layout(size, PDF_RENDER_DPI)))
+                continue
             if index in turned:
                 rendered = pdfpages.render_page(pdf.path, index, self._config.limits)
                 upright = rendered.rotate(turned[index], expand=True)
@@ -144,7 +150,7 @@ class AsposeEngine:
                 break
             if index == limit:
                 raise InputTooLarge(f"PDF has over limits.max_pages = {limit} pages", str(pdf.path))
-            pages.extend((r, _pdf_page_layout(r, pdf.path, index)) for r in results)
+            pages.extend(_read(r, _pdf_page_layout(r, pdf.path, index)) for r in results)
         if not pages:
             raise EmptyInput("PDF has no pages", str(pdf.path))
         return pages
@@ -198,12 +204,12 @@ class AsposeEngine:
         return RecognitionFailed(message, str(path))
 
     def _result(self, reads: list[_Read]) -> OcrResult:
-        warnings = dict.fromkeys(str(w) for r, _ in reads for w in (r.warnings or ()))
+        warnings = dict.fromkeys(w for _, page_warnings, _ in reads for w in page_warnings)
         return OcrResult(
-            pages=tuple(str(r.recognition_text) for r, _ in reads),
+            pages=tuple(text for text, _, _ in reads),
             evaluation_mode=not self._licensed,
             warnings=tuple(warnings),
-            layout=tuple(page for _, page in reads),
+            layout=tuple(page for _, _, page in reads),
         )
 
     def _recognition_settings(self, settings: AsposeSettings) -> Any:
@@ -231,7 +237,11 @@ class AsposeEngine:
         return bool(self._ocr.License().is_licensed)
 
 
-_Read = tuple[Any, PageLayout]  # an engine result and its page's layout
+_Read = tuple[str, tuple[str, ...], PageLayout]  # a page's text, warnings and layout
+
+
+def _read(result: Any, layout: PageLayout) -> _Read:
+    return str(result.recognition_text), tuple(str(w) for w in (result.warnings or ())), layout
 
 
 def _layout(

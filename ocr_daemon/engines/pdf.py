@@ -18,6 +18,7 @@ import pypdfium2 as pdfium
 from PIL import Image
 
 from ocr_daemon.config import Limits
+from ocr_daemon.engines.layout import PageLayout
 from ocr_daemon.errors import CorruptInput, EmptyInput, InputTooLarge, UnsupportedInput
 
 DPI = 300
@@ -48,6 +49,32 @@ def render_page(path: Path, index: int, limits: Limits) -> Image.Image:
         return _render(pdf, index, path, limits)
     finally:
         pdf.close()
+
+
+def existing_text(path: Path, policy: str) -> dict[int, str]:
+    """Page index -> the text that page of the PDF already carries, for the pages that
+    `policy` (``config.pdf_existing_text``) says not to OCR: all pages with text for "skip",
+    none for "force". Line breaks as "\n", one at the end, like an engine's page text."""
+    if policy == "force":
+        return {}
+    pdf = _open(path)
+    found: dict[int, str] = {}
+    try:
+        for index in range(len(pdf)):
+            text = pdf[index].get_textpage().get_text_range()
+            text = text.replace("\r\n", "\n").replace("\r", "\n").rstrip()
+            if text.strip():
+                found[index] = text + "\n"
+    except pdfium.PdfiumError as exc:
+        raise CorruptInput(f"PDF text cannot be read: {exc}", str(path)) from None
+    finally:
+        pdf.close()
+    return found
+
+
+def kept_layout(size: tuple[int, int], dpi: float) -> PageLayout:
+    """The layout of a page whose own text was kept: its size, and no lines (none to add)."""
+    return PageLayout(size[0], size[1], dpi, "file", 0, "line")
 
 
 def page_pixels(path: Path, index: int, dpi: float) -> tuple[int, int]:

@@ -61,14 +61,23 @@ class TesseractEngine:
         return _result([self._read(render_warm_up_page(), 0)])
 
     def recognize(self, path: Path) -> OcrResult:
-        turned = (orientation.turned(page, self._config) for page in self._pages(path))
-        return _result([self._read(page, rotation) for page, rotation in turned])
-
-    def _pages(self, path: Path) -> Iterator[Image.Image]:
         vetted = images.vet(path, self._config.limits)
         if isinstance(vetted, images.PdfInput):
-            return pdf.render_pages(path, self._config.limits)
-        return vetted.pages()
+            return _result(self._read_pdf(path))
+        turned = (orientation.turned(page, self._config) for page in vetted.pages())
+        return _result([self._read(page, rotation) for page, rotation in turned])
+
+    def _read_pdf(self, path: Path) -> list[tuple[str, PageLayout]]:
+        """Each rendered page OCRed, except those whose own text `pdf_existing_text` keeps."""
+        kept = pdf.existing_text(path, self._config.pdf_existing_text)
+        reads = []
+        for index, page in enumerate(pdf.render_pages(path, self._config.limits)):
+            if index in kept:
+                dpi = images.claimed_dpi(page) or pdf.DPI
+                reads.append((kept[index], pdf.kept_layout(page.size, dpi)))
+            else:
+                reads.append(self._read(*orientation.turned(page, self._config)))
+        return reads
 
     def _read(self, page: Image.Image, rotation: int) -> tuple[str, PageLayout]:
         """The page's text and where its words are, `rotation` being the turn it was given."""

@@ -64,8 +64,9 @@ def searchable_pdf(source: Path, result: OcrResult, *, pdfa: bool = False) -> by
     with pdf:
         sizes = [_shown_size(page) for page in pdf.pages]
         text = pikepdf.open(io.BytesIO(text_layer(result.layout, sizes)))
-        for page, text_page in zip(pdf.pages, text.pages, strict=True):
-            _overlay(pdf, page, text_page)
+        for page, text_page, layout in zip(pdf.pages, text.pages, result.layout, strict=True):
+            if layout.lines:  # none on a PDF page whose own text was kept
+                _overlay(pdf, page, text_page)
         if pdfa:
             make_pdfa(pdf)
         out = io.BytesIO()
