@@ -29,6 +29,30 @@ def render_page(
     return page
 
 
+DrawnWord = tuple[str, tuple[int, int, int, int]]  # text, (left, top, right, bottom) in pixels
+
+
+def render_words(
+    lines: Sequence[str], size: tuple[int, int] = (1800, 1200), font_size: int = 40
+) -> tuple[Image.Image, list[list[DrawnWord]]]:
+    """A page like `render_page`'s, each word drawn on its own, and where each word's ink is."""
+    if not FONT_FILE.is_file():
+        pytest.skip(f"DejaVu fonts missing at {FONT_FILE}: run `make setup`")
+    page = Image.new("RGB", size, "white")
+    draw = ImageDraw.Draw(page)
+    font = ImageFont.truetype(str(FONT_FILE), font_size)
+    drawn: list[list[DrawnWord]] = []
+    for number, line in enumerate(lines):
+        y, x, row = 40 + int(number * font_size * 1.6), 40, []
+        for word in line.split(" "):
+            draw.text((x, y), word, fill="black", font=font)
+            left, top, right, bottom = draw.textbbox((x, y), word, font=font)
+            row.append((word, (int(left), int(top), int(right), int(bottom))))
+            x += round(font.getlength(word + " "))
+        drawn.append(row)
+    return page, drawn
+
+
 @pytest.fixture
 def shared_corpus() -> Path:
     """../shared/corpus/real next to the checkout; tests using it skip where it is absent."""

@@ -18,6 +18,7 @@ from ocr_daemon.cluster import wire
 from ocr_daemon.cluster.registry import HostRegistry
 from ocr_daemon.config import ClusterSettings, load_config
 from ocr_daemon.engines.base import EngineSettings, OcrResult
+from ocr_daemon.engines.layout import Box, Line, PageLayout, Word
 from ocr_daemon.errors import (
     ClusterDeliveryExhausted,
     ClusterUnavailable,
@@ -104,6 +105,23 @@ def test_result_round_trips_pages() -> None:
     result = OcrResult(("one", "two\n"), evaluation_mode=True, warnings=("w",))
     reply = wire.ResultMessage("m", "h", 1, 0.1, result=result)
     assert wire.ResultMessage.decode(reply.encode()).result == result
+
+
+def test_result_round_trips_its_layout() -> None:
+    word = Word("héllo", Box(1, 2, 30, 40), 91.5)
+    words = PageLayout(640, 480, 300.0, "fallback", 90, "word",
+                       (Line("héllo", Box(1, 2, 30, 40), 90.0, (word,)),))  # fmt: skip
+    lines = PageLayout(900, 600, 150.0, "file", 0, "line", (Line("a b", Box(0, 0, 9, 9), None),))
+    result = OcrResult(("héllo", "a b"), evaluation_mode=True, layout=(words, lines))
+    reply = wire.ResultMessage("m", "h", 1, 0.1, result=result)
+    assert wire.ResultMessage.decode(reply.encode()).result == result
+
+
+def test_a_result_without_a_layout_decodes_with_none() -> None:
+    body = b'{"msg_id": "m", "worker": "h", "delivery": 1, "seconds": 0, "pages": ["x"],'
+    body += b' "evaluation_mode": false, "warnings": []}'
+    result = wire.ResultMessage.decode(body).result
+    assert result is not None and result.layout == ()
 
 
 def test_single_host_never_imports_nats() -> None:

@@ -25,6 +25,7 @@ import structlog
 from ocr_daemon import errors
 from ocr_daemon.config import ClusterSettings
 from ocr_daemon.engines.base import EngineSettings, OcrResult
+from ocr_daemon.engines.layout import Box, Line, PageLayout, Word
 from ocr_daemon.errors import ClusterUnavailable, InputError, OcrDaemonError, TransientError
 
 if TYPE_CHECKING:
@@ -223,6 +224,7 @@ class ResultMessage:
             body["pages"] = list(self.result.pages)
             body["evaluation_mode"] = self.result.evaluation_mode
             body["warnings"] = list(self.result.warnings)
+            body["layout"] = [dataclasses.asdict(page) for page in self.result.layout]
         if self.error is not None:
             err = self.error
             body["error"] = {
@@ -237,13 +239,27 @@ class ResultMessage:
         result = None
         if "pages" in body:
             result = OcrResult(
-                tuple(body["pages"]), bool(body["evaluation_mode"]), tuple(body["warnings"])
-            )
+                tuple(body["pages"]), bool(body["evaluation_mode"]), tuple(body["warnings"]),
+                tuple(_page_layout(page) for page in body.get("layout", ())),
+            )  # fmt: skip
         error = _rebuild_error(body["error"]) if "error" in body else None
         return cls(
             str(body["msg_id"]), str(body["worker"]), int(body["delivery"]),
             float(body["seconds"]), result, error,
         )  # fmt: skip
+
+
+def _page_layout(data: dict[str, Any]) -> PageLayout:
+    """A page layout from its JSON form (`dataclasses.asdict`: boxes and words as objects)."""
+    return PageLayout(
+        int(data["width"]), int(data["height"]), float(data["dpi"]), data["dpi_source"],
+        int(data["rotation"]), data["granularity"], tuple(map(_line, data["lines"])),
+    )  # fmt: skip
+
+
+def _line(data: dict[str, Any]) -> Line:
+    words = tuple(Word(w["text"], Box(**w["box"]), w["confidence"]) for w in data["words"])
+    return Line(data["text"], Box(**data["box"]), data["confidence"], words)
 
 
 def _rebuild_error(data: dict[str, Any]) -> OcrDaemonError:

@@ -15,7 +15,7 @@ from typing import Any
 
 from ocr_daemon.config import languages as langs
 from ocr_daemon.config.rules import Rule
-from ocr_daemon.config.values import LogFormat, OnSuccess
+from ocr_daemon.config.values import LogFormat, OnSuccess, PdfExistingText
 from ocr_daemon.errors import ConfigError
 
 
@@ -82,6 +82,7 @@ class Config:
     engine: str = "aspose"
     languages: tuple[str, ...] = ("eng",)
     orientation: bool = True
+    pdf_existing_text: PdfExistingText = "skip"
     workers: int = 0
     worker_memory_mb: int = 1600
     max_jobs_per_worker: int = 500

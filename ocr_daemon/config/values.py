@@ -12,6 +12,7 @@ from ocr_daemon.config import languages as langs
 
 OnSuccess = Literal["move", "keep", "delete"]
 LogFormat = Literal["auto", "json", "console"]
+PdfExistingText = Literal["skip", "force"]  # "redo" (replace an old OCR layer) is not built yet
 LOG_LEVELS = {"debug", "info", "warning", "error"}
 
 
@@ -89,6 +90,7 @@ def _log_level(value: Any) -> str:
 _CONVERTERS: dict[str, Callable[[Any], Any]] = {
     "on_success": _choice(get_args(OnSuccess)),
     "log_format": _choice(get_args(LogFormat)),
+    "pdf_existing_text": _choice(get_args(PdfExistingText)),
     "log_level": _log_level,
     "force_polling": _force_polling,
     "languages": langs.parse_languages,

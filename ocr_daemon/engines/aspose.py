@@ -12,6 +12,12 @@ path: the file may have been cut or rewritten since it was vetted (and read by p
 took 43-116 ms and +64 MB RSS per page call, by stream 2-8 ms and nothing). Aspose raises only
 `RuntimeError("Proxy error(<often obfuscated>): …")`, so `_classify` maps message substrings to our
 typed errors; nothing else carries the cause.
+
+Each page's layout holds the engine's lines (`recognition_lines_result`: text and box, no word
+boxes, so granularity "line"), exactly as they came back: in evaluation mode they need not match
+the cut text. Boxes are in the pixels of the image the engine read: our pixels for images and
+turned PDF pages; for PDF pages it reads itself, its own rendering (150 dpi, measured), whose size
+comes from the image it returns with the result.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import importlib
 import importlib.metadata
 import io
 import shutil
+import struct
 import sys
 import tempfile
 from pathlib import Path
@@ -32,6 +39,7 @@ from ocr_daemon.config import AsposeSettings, Config, aspose_mode_problem, langu
 from ocr_daemon.engines import aspose_runtime, images, orientation
 from ocr_daemon.engines import pdf as pdfpages
 from ocr_daemon.engines.base import WARM_UP_LINES, EngineInfo, OcrResult
+from ocr_daemon.engines.layout import Box, DpiSource, Line, PageLayout, page_dpi
 from ocr_daemon.errors import (
     ConfigError,
     CorruptInput,
@@ -47,6 +55,8 @@ from ocr_daemon.errors import (
 
 PACKAGE = "aspose-ocr-python-net"
 TRIAL_CHARS_PER_PAGE = 300
+PDF_RENDER_DPI = 150.0  # measured: Aspose's line boxes on PDF pages it reads are at 150 dpi
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _CORRUPT_MARKERS = (
     "InvalidPdfFileFormatException",
     "Startxref",
@@ -91,18 +101,20 @@ class AsposeEngine:
 
     def warm_up(self) -> OcrResult:
         page = render_warm_up_page()
-        return self._result([self._recognize_pixels(page, Path("<warm-up page>"))])
+        return self._result([self._read_pixels(page, 0, Path("<warm-up page>"))])
 
     def recognize(self, path: Path) -> OcrResult:
         vetted = images.vet(path, self._config.limits)
         if isinstance(vetted, images.PdfInput):
-            results = self._recognize_pdf(vetted)
-        else:
-            results = [
-                self._recognize_pixels(orientation.as_configured(page, self._config), path)
-                for page in vetted.pages()
-            ]
-        return self._result(results)
+            return self._result(self._recognize_pdf(vetted))
+        turned = (orientation.turned(page, self._config) for page in vetted.pages())
+        return self._result([self._read_pixels(page, rotation, path) for page, rotation in turned])
+
+    def _read_pixels(self, page: Image.Image, rotation: int, path: Path) -> _Read:
+        """One page given as pixels (already turned by `rotation`), with its layout."""
+        result = self._recognize_pixels(page, path)
+        dpi, dpi_source = page_dpi(images.claimed_dpi(page))
+        return _read(result, _layout(result, page.size, (dpi, dpi_source), rotation))
 
     def _recognize_pixels(self, page: Image.Image, path: Path) -> Any:
         pixel_type = self._ocr.PixelType.BYTE if page.mode == "L" else self._ocr.PixelType.RGB
@@ -113,17 +125,25 @@ class AsposeEngine:
             raise RecognitionFailed(f"engine returned {len(results)} results for 1 page", str(path))
         return results[0]
 
-    def _recognize_pdf(self, pdf: images.PdfInput) -> list[Any]:
+    def _recognize_pdf(self, pdf: images.PdfInput) -> list[_Read]:
         """Page by page, until the engine returns nothing: memory stays at one page. A page
-        that orientation detection finds turned is recognised as upright rendered pixels."""
+        that orientation detection finds turned is recognised as upright rendered pixels; a
+        page whose own text `pdf_existing_text` keeps is not recognised."""
         limit = self._config.limits.max_pages
+        kept = pdfpages.existing_text(pdf, self._config.pdf_existing_text)
         turned = self._turned_pdf_pages(pdf)
-        pages: list[Any] = []
+        pages: list[_Read] = []
         for index in range(limit + 1):
+            if index in kept:
+                size = pdfpages.page_pixels(pdf, index, PDF_RENDER_DPI)
+                pages.append((kept[index], (), pdfpages.kept_layout(size, PDF_RENDER_DPI)))
+                continue
             if index in turned:
-                upright = pdfpages.render_page(pdf, index, self._config.limits)
-                pages.append(self._recognize_pixels(upright.rotate(turned[index], expand=True),
-                                                    pdf.path))  # fmt: skip
+                rendered = pdfpages.render_page(pdf, index, self._config.limits)
+                upright = rendered.rotate(turned[index], expand=True)
+                upright.info["dpi"] = rendered.info["dpi"]
+                rotation = orientation.clockwise(turned[index])
+                pages.append(self._read_pixels(upright, rotation, pdf.path))
                 continue
             inp = self._new_input(self._ocr.InputType.PDF)
             inp.add(io.BytesIO(pdf.data), index, 1)
@@ -132,7 +152,7 @@ class AsposeEngine:
                 break
             if index == limit:
                 raise InputTooLarge(f"PDF has over limits.max_pages = {limit} pages", str(pdf.path))
-            pages.extend(results)
+            pages.extend(_read(r, _pdf_page_layout(r, pdf, index)) for r in results)
         if not pages:
             raise EmptyInput("PDF has no pages", str(pdf.path))
         return pages
@@ -185,12 +205,13 @@ class AsposeEngine:
             return CorruptInput(message, str(path))
         return RecognitionFailed(message, str(path))
 
-    def _result(self, results: list[Any]) -> OcrResult:
-        warnings = dict.fromkeys(str(w) for r in results for w in (r.warnings or ()))
+    def _result(self, reads: list[_Read]) -> OcrResult:
+        warnings = dict.fromkeys(w for _, page_warnings, _ in reads for w in page_warnings)
         return OcrResult(
-            pages=tuple(str(r.recognition_text) for r in results),
+            pages=tuple(text for text, _, _ in reads),
             evaluation_mode=not self._licensed,
             warnings=tuple(warnings),
+            layout=tuple(page for _, _, page in reads),
         )
 
     def _recognition_settings(self, settings: AsposeSettings) -> Any:
@@ -216,6 +237,52 @@ class AsposeEngine:
                     str(self._config.source) if self._config.source else None,
                 ) from None
         return bool(self._ocr.License().is_licensed)
+
+
+_Read = tuple[str, tuple[str, ...], PageLayout]  # a page's text, warnings and layout
+
+
+def _read(result: Any, layout: PageLayout) -> _Read:
+    return str(result.recognition_text), tuple(str(w) for w in (result.warnings or ())), layout
+
+
+def _layout(
+    result: Any, size: tuple[int, int], dpi: tuple[float, DpiSource], rotation: int
+) -> PageLayout:
+    """The page's lines as the engine returned them (its trial gives confidence 0.0: None)."""
+    lines = tuple(
+        Line(str(item.text_in_line), _box(item.line), _confidence(item))
+        for item in (result.recognition_lines_result or ())
+        if str(item.text_in_line).strip()
+    )
+    return PageLayout(size[0], size[1], dpi[0], dpi[1], rotation, "line", lines)
+
+
+def _pdf_page_layout(result: Any, pdf: images.PdfInput, index: int) -> PageLayout:
+    """The layout of a PDF page Aspose rendered itself: the size of the image it returns with
+    the result, else the page's size at `PDF_RENDER_DPI`."""
+    size = _png_size(result.serializable_image) or pdfpages.page_pixels(pdf, index, PDF_RENDER_DPI)
+    return _layout(result, size, (PDF_RENDER_DPI, "file"), 0)
+
+
+def _png_size(blob: Any) -> tuple[int, int] | None:
+    """Width and height from the IHDR of the PNG inside `blob` (Aspose prefixes a header)."""
+    data = bytes(blob or b"")
+    start = data.find(_PNG_SIGNATURE)
+    if start < 0 or len(data) < start + 24:
+        return None
+    width, height = struct.unpack(">II", data[start + 16 : start + 24])
+    return int(width), int(height)
+
+
+def _box(rect: Any) -> Box:
+    left, top = int(rect.x), int(rect.y)
+    return Box(left, top, left + int(rect.width), top + int(rect.height))
+
+
+def _confidence(item: Any) -> float | None:
+    value = float(getattr(item, "confidence", 0.0) or 0.0)
+    return None if value <= 0.0 else round(value * 100 if value <= 1.0 else value, 1)
 
 
 def render_warm_up_page() -> Image.Image:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Protocol
 
 from ocr_daemon.config import Config
+from ocr_daemon.engines.layout import PageLayout
 from ocr_daemon.errors import ConfigError
 
 PAGE_SEPARATOR = "\f"
@@ -34,11 +35,14 @@ BUILTIN_ENGINES = {
 
 @dataclass(frozen=True)
 class OcrResult:
-    """The text of each page, exactly as the engine returned it, plus how it was produced."""
+    """The text of each page, exactly as the engine returned it, plus how it was produced and,
+    where the engine gives it, where that text is on each page (`layout`, same order as `pages`;
+    empty when the engine gives no layout)."""
 
     pages: tuple[str, ...]
     evaluation_mode: bool
     warnings: tuple[str, ...] = ()
+    layout: tuple[PageLayout, ...] = ()
 
     @property
     def text(self) -> str:

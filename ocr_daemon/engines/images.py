@@ -145,6 +145,15 @@ def normalise(image: Image.Image) -> Image.Image:
     return image.convert("RGB")  # P, CMYK, YCbCr, LAB, HSV
 
 
+def claimed_dpi(page: Image.Image) -> float | None:
+    """The horizontal DPI a decoded (or pdfium-rendered) page says it has, if any, to a tenth
+    (PNG stores pixels per metre: 200 dpi reads back as 199.9996)."""
+    dpi = page.info.get("dpi")
+    if isinstance(dpi, tuple) and dpi:
+        dpi = dpi[0]
+    return round(float(dpi), 1) if isinstance(dpi, int | float) else None
+
+
 def _size_and_head(path: Path, limits: Limits) -> tuple[int, bytes]:
     """Size and first 16 bytes (see `open_input`)."""
     with open_input(path, limits) as (fd, st):

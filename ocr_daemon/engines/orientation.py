@@ -38,10 +38,22 @@ _judges: dict[tuple[Path, str], Any] = {}
 
 
 def as_configured(page: Image.Image, config: Config) -> Image.Image:
-    """`page` made upright when `config.orientation` is on (both engines call this)."""
+    """`page` made upright when `config.orientation` is on."""
+    return turned(page, config)[0]
+
+
+def turned(page: Image.Image, config: Config) -> tuple[Image.Image, int]:
+    """`page` made upright when `config.orientation` is on (both engines call this), and the
+    degrees clockwise it was turned (0 when it was not), as a page layout records them."""
     if not config.orientation:
-        return page
-    return upright(page, config.tesseract.tessdata_dir, config.languages)
+        return page, 0
+    degrees = detect_rotation(page, config.tesseract.tessdata_dir, config.languages)
+    return (page.rotate(degrees, expand=True) if degrees else page), clockwise(degrees)
+
+
+def clockwise(counter_clockwise: int) -> int:
+    """The clockwise turn equal to `counter_clockwise` degrees (Pillow's sense of rotation)."""
+    return (360 - counter_clockwise) % 360
 
 
 def upright(

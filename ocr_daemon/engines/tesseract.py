@@ -8,13 +8,16 @@ Debian's `tesseract-ocr-<lang>` packages, provisioned into `.venv/native/tessdat
 Inputs are vetted by `images` exactly as for Aspose; images are decoded there, PDFs are
 rasterised by `pdf` from the bytes `images` vetted (Tesseract cannot read PDFs). Each page is
 turned upright by `orientation` when `config.orientation` is on, then recognised with page
-segmentation mode 3 (automatic layout, which keeps columns apart).
+segmentation mode 3 (automatic layout, which keeps columns apart). Beside each page's text, its
+layout: the words of each line with their boxes and confidences, from the same recognition (its
+result iterator).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import tesserocr
 from PIL import Image
@@ -23,6 +26,7 @@ from ocr_daemon.config import Config, languages
 from ocr_daemon.engines import images, orientation, pdf
 from ocr_daemon.engines.aspose import render_warm_up_page
 from ocr_daemon.engines.base import EngineInfo, OcrResult
+from ocr_daemon.engines.layout import Box, Line, PageLayout, Word, page_dpi
 from ocr_daemon.errors import ConfigError, EngineUnavailable
 
 
@@ -55,26 +59,90 @@ class TesseractEngine:
         return EngineInfo("tesseract", tesseract_version(), True, detail)
 
     def warm_up(self) -> OcrResult:
-        return OcrResult((self._read(render_warm_up_page()),), evaluation_mode=False)
+        return _result([self._read(render_warm_up_page(), 0)])
 
     def recognize(self, path: Path) -> OcrResult:
-        texts = tuple(
-            self._read(orientation.as_configured(page, self._config)) for page in self._pages(path)
-        )
-        return OcrResult(texts, evaluation_mode=False)
-
-    def _pages(self, path: Path) -> Iterator[Image.Image]:
         vetted = images.vet(path, self._config.limits)
         if isinstance(vetted, images.PdfInput):
-            return pdf.render_pages(vetted, self._config.limits)
-        return vetted.pages()
+            return _result(self._read_pdf(vetted))
+        turned = (orientation.turned(page, self._config) for page in vetted.pages())
+        return _result([self._read(page, rotation) for page, rotation in turned])
 
-    def _read(self, page: Image.Image) -> str:
+    def _read_pdf(self, vetted: images.PdfInput) -> list[tuple[str, PageLayout]]:
+        """Each rendered page OCRed, except those whose own text `pdf_existing_text` keeps."""
+        kept = pdf.existing_text(vetted, self._config.pdf_existing_text)
+        reads = []
+        for index, page in enumerate(pdf.render_pages(vetted, self._config.limits)):
+            if index in kept:
+                dpi = images.claimed_dpi(page) or pdf.DPI
+                reads.append((kept[index], pdf.kept_layout(page.size, dpi)))
+            else:
+                reads.append(self._read(*orientation.turned(page, self._config)))
+        return reads
+
+    def _read(self, page: Image.Image, rotation: int) -> tuple[str, PageLayout]:
+        """The page's text and where its words are, `rotation` being the turn it was given."""
         self._api.SetImage(page)
         try:
-            return str(self._api.GetUTF8Text())
+            text = str(self._api.GetUTF8Text())
+            lines = tuple(self._lines())
         finally:
             self._api.Clear()
+        dpi, dpi_source = page_dpi(images.claimed_dpi(page))
+        return text, PageLayout(page.width, page.height, dpi, dpi_source, rotation, "word", lines)
+
+    def _lines(self) -> Iterator[Line]:
+        """The recognised lines, each with its words, in reading order (empty lines left out)."""
+        iterator = self._api.GetIterator()
+        if iterator is None:
+            return
+        line: tuple[Box | None, float] = (None, 0.0)
+        words: list[Word] = []
+        for item in tesserocr.iterate_level(iterator, tesserocr.RIL.WORD):
+            if item.IsAtBeginningOf(tesserocr.RIL.TEXTLINE):
+                if words:
+                    yield _line(words, *line)
+                line = (_box(item, tesserocr.RIL.TEXTLINE), item.Confidence(tesserocr.RIL.TEXTLINE))
+                words = []
+            word = _word(item)
+            if word is not None:
+                words.append(word)
+        if words:
+            yield _line(words, *line)
+
+
+def _result(read: list[tuple[str, PageLayout]]) -> OcrResult:
+    return OcrResult(
+        tuple(text for text, _ in read),
+        evaluation_mode=False,
+        layout=tuple(layout for _, layout in read),
+    )
+
+
+def _word(item: Any) -> Word | None:
+    text = item.GetUTF8Text(tesserocr.RIL.WORD)
+    box = _box(item, tesserocr.RIL.WORD)
+    if not text or not text.strip() or box is None:
+        return None
+    return Word(text.strip(), box, float(item.Confidence(tesserocr.RIL.WORD)))
+
+
+def _line(words: list[Word], box: Box | None, confidence: float) -> Line:
+    """A line of `words`; its box is Tesseract's, or the words' union when it gave none."""
+    if box is None:
+        boxes = [word.box for word in words]
+        box = Box(min(b.left for b in boxes), min(b.top for b in boxes),
+                  max(b.right for b in boxes), max(b.bottom for b in boxes))  # fmt: skip
+    text = " ".join(word.text for word in words)
+    return Line(text, box, float(confidence), tuple(words))
+
+
+def _box(item: Any, level: int) -> Box | None:
+    found = item.BoundingBox(level)
+    if not found:
+        return None
+    left, top, right, bottom = found
+    return Box(int(left), int(top), int(right), int(bottom))
 
 
 def tesseract_version() -> str:
