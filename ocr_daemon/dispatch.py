@@ -28,7 +28,7 @@ import structlog
 
 from ocr_daemon import safefs as fsops
 from ocr_daemon.config import Config
-from ocr_daemon.engines.base import EngineSettings, OcrResult
+from ocr_daemon.engines.base import EngineSettings
 from ocr_daemon.errors import (
     CorruptInput,
     EmptyInput,
@@ -41,7 +41,7 @@ from ocr_daemon.errors import (
 )
 from ocr_daemon.journal import JobRecord, Journal
 from ocr_daemon.outputs import AlreadyFinished, Failure, InputChanged, Outputs
-from ocr_daemon.slots import Slot
+from ocr_daemon.slots import Recognized, Rendering, Slot
 from ocr_daemon.status import Counts
 
 log = structlog.get_logger()
@@ -151,9 +151,12 @@ class Dispatcher:
         path = self.config.inbox / job.record.rel
         effective, rule = self.config.for_path(job.record.rel)
         settings = EngineSettings.of(effective) if rule and rule.sets_engine() else None
+        rendering = Rendering(effective.outputs, effective.pdf_format == "pdfa-2b")
         started = time.monotonic()
         try:
-            result = await slot.run(job.record.id, path, effective.ocr_timeout_seconds, settings)
+            result = await slot.run(
+                job.record.id, path, effective.ocr_timeout_seconds, settings, rendering
+            )
         except InputError as exc:
             await self._judge(job, exc, slot, None)
         except TransientError as exc:
@@ -162,15 +165,18 @@ class Dispatcher:
             self.busy.discard(job.record.rel)
             self.hooks.fatal(exc)
         else:
-            await self._succeed(job, result, slot, time.monotonic() - started)
+            await self._succeed(job, result, slot, time.monotonic() - started, rendering)
 
     # -- outcomes ------------------------------------------------------------------------------
 
-    async def _succeed(self, job: Job, result: OcrResult, slot: Slot, seconds: float) -> None:
+    async def _succeed(
+        self, job: Job, recognized: Recognized, slot: Slot, seconds: float, rendering: Rendering
+    ) -> None:
+        result = recognized.result
         sidecar = await self._commit(
             job,
-            lambda: self.outputs.commit_success(job.record, result),
-            again=lambda: self._succeed(job, result, slot, seconds),
+            lambda: self.outputs.commit_success(job.record, result, rendering, recognized.renders),
+            again=lambda: self._succeed(job, recognized, slot, seconds, rendering),
         )
         if sidecar is None:
             return

@@ -8,10 +8,34 @@ the pool knows nothing of the cluster and the cluster nothing of the pool.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
 from ocr_daemon.engines.base import EngineInfo, EngineSettings, OcrResult
+
+
+@dataclass(frozen=True)
+class Rendering:
+    """Which output formats a job needs (the path's `outputs`) and the PDF flavour; sent with
+    the job so the engine process renders them. Picklable."""
+
+    formats: tuple[str, ...] = ("txt",)
+    pdfa: bool = False
+
+    def needs_rendering(self) -> bool:
+        return any(name != "txt" for name in self.formats)
+
+
+TXT_ONLY = Rendering()  # the default: the .txt sidecar alone, nothing rendered
+
+
+@dataclass(frozen=True)
+class Recognized:
+    """A job's result and the bytes of each rendered format (no "txt": written from the text)."""
+
+    result: OcrResult
+    renders: dict[str, bytes] = field(default_factory=dict)
 
 
 class Slot(Protocol):
@@ -31,9 +55,14 @@ class Slot(Protocol):
         ...
 
     async def run(
-        self, job_id: int, path: Path, timeout_s: float, settings: EngineSettings | None = None
-    ) -> OcrResult:
-        """Recognise `path`; raise the job's typed error."""
+        self,
+        job_id: int,
+        path: Path,
+        timeout_s: float,
+        settings: EngineSettings | None = None,
+        rendering: Rendering = TXT_ONLY,
+    ) -> Recognized:
+        """Recognise `path` and render what `rendering` asks for; raise the job's typed error."""
         ...
 
     async def stop(self, grace_s: float) -> None:

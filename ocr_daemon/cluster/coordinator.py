@@ -28,13 +28,14 @@ from ocr_daemon.cluster import wire
 from ocr_daemon.cluster.registry import HostRegistry
 from ocr_daemon.config import Config
 from ocr_daemon.engines import images
-from ocr_daemon.engines.base import EngineInfo, EngineSettings, OcrResult
+from ocr_daemon.engines.base import EngineInfo, EngineSettings
 from ocr_daemon.errors import (
     ClusterDeliveryExhausted,
     ClusterNoResult,
     ClusterUnavailable,
 )
 from ocr_daemon.journal import Journal
+from ocr_daemon.slots import TXT_ONLY, Recognized, Rendering
 
 if TYPE_CHECKING:
     from nats.aio.client import Client
@@ -75,8 +76,15 @@ class RemoteSlot:
         return self.info
 
     async def run(
-        self, job_id: int, path: Path, timeout_s: float, settings: EngineSettings | None = None
-    ) -> OcrResult:
+        self,
+        job_id: int,
+        path: Path,
+        timeout_s: float,
+        settings: EngineSettings | None = None,
+        rendering: Rendering = TXT_ONLY,
+    ) -> Recognized:
+        # The config refuses a cluster with outputs other than txt (schema.check_relationships)
+        assert not rendering.needs_rendering(), "worker hosts return text only"
         self.busy = True
         try:
             reply = await self.coordinator.dispatch(job_id, path, timeout_s, settings)
@@ -88,7 +96,7 @@ class RemoteSlot:
             reply.error.path = str(path)
             raise reply.error
         assert reply.result is not None
-        return reply.result
+        return Recognized(reply.result)
 
     async def stop(self, grace_s: float) -> None:
         await self.coordinator.close()

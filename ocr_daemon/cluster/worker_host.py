@@ -204,7 +204,7 @@ class WorkerHost:
         error: OcrDaemonError | None = None
         path = await self._stage(job, slot, data)
         try:
-            result = await slot.run(job.job_id, path, job.timeout_s, job.settings)
+            result = (await slot.run(job.job_id, path, job.timeout_s, job.settings)).result
         except (InputError, TransientError) as exc:
             error = exc
         finally:

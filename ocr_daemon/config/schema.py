@@ -9,6 +9,7 @@ watched inbox), so nothing later has to.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import os
 import tomllib
 from collections.abc import Mapping
@@ -18,10 +19,11 @@ from typing import Any
 
 from ocr_daemon.config import languages as langs
 from ocr_daemon.config.rules import Rule, parse_rules
-from ocr_daemon.config.values import LogFormat, OnSuccess, converter_for
+from ocr_daemon.config.values import LogFormat, OnSuccess, PdfFormat, converter_for
 from ocr_daemon.errors import ConfigError
 
 LICENSE_ENV = "OCR_DAEMON_LICENSE_FILE"
+PDF_RENDERER = "ocr_daemon.formats.pdf"  # helper A's searchable PDF; found, not imported, here
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,8 @@ class Config:
     shutdown_timeout_seconds: float = 60.0
     on_success: OnSuccess = "move"
     output_mode: int = 0o640
+    outputs: tuple[str, ...] = ("txt",)  # formats each input yields; see formats.SUFFIX
+    pdf_format: PdfFormat = "pdf"
     log_format: LogFormat = "auto"
     log_level: str = "info"
     limits: Limits = field(default_factory=Limits)
@@ -237,6 +241,7 @@ def check_relationships(config: Config, where: str) -> None:
         raise ConfigError("key 'ocr_timeout_seconds' must be > 0", where)
     _check_engines(config, where)
     _check_cluster(config.cluster, where)
+    _check_outputs(config, where)
 
 
 def _check_cluster(cluster: ClusterSettings, where: str) -> None:
@@ -251,6 +256,25 @@ def _check_cluster(cluster: ClusterSettings, where: str) -> None:
         raise ConfigError(
             "key 'cluster.local_workers' = false needs cluster.url and cluster.slots >= 1", where
         )
+
+
+def _check_outputs(config: Config, where: str) -> None:
+    """Every `outputs` the defaults or a rule select can be made here: a PDF needs the PDF
+    renderer installed; worker hosts return text only (for now), so a cluster allows only txt."""
+    for effective, rule in config.variants():
+        at = f" (in {rule.describe()})" if rule else ""
+        if "pdf" in effective.outputs and importlib.util.find_spec(PDF_RENDERER) is None:
+            raise ConfigError(
+                f"key 'outputs' includes \"pdf\"{at} but the searchable-PDF renderer "
+                f"({PDF_RENDERER}) is not installed",
+                where,
+            )
+        if config.cluster.url and effective.outputs != ("txt",):
+            raise ConfigError(
+                f"key 'outputs' = {list(effective.outputs)!r}{at}: with cluster.url set only "
+                '["txt"] is supported (worker hosts do not return rendered formats yet)',
+                where,
+            )
 
 
 def _check_engines(config: Config, where: str) -> None:

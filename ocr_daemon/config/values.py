@@ -9,9 +9,11 @@ from collections.abc import Callable
 from typing import Any, Literal, get_args
 
 from ocr_daemon.config import languages as langs
+from ocr_daemon.formats import FORMATS
 
 OnSuccess = Literal["move", "keep", "delete"]
 LogFormat = Literal["auto", "json", "console"]
+PdfFormat = Literal["pdf", "pdfa-2b"]
 LOG_LEVELS = {"debug", "info", "warning", "error"}
 
 
@@ -74,6 +76,16 @@ def _mode(value: Any) -> int:
     return mode
 
 
+def _outputs(value: Any) -> tuple[str, ...]:
+    """A non-empty list of output formats, kept in the canonical order, each once."""
+    if not isinstance(value, list) or not value:
+        raise TypeError(f"expected a non-empty list of formats from {', '.join(FORMATS)}")
+    for name in value:
+        if name not in FORMATS:
+            raise ValueError(f"unknown format {name!r}: expected any of {', '.join(FORMATS)}")
+    return tuple(name for name in FORMATS if name in value)
+
+
 def _positive_int(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise TypeError(f"expected a whole number >= 1, got {value!r}")
@@ -94,6 +106,8 @@ _CONVERTERS: dict[str, Callable[[Any], Any]] = {
     "languages": langs.parse_languages,
     "ignore_patterns": _patterns,
     "output_mode": _mode,
+    "outputs": _outputs,
+    "pdf_format": _choice(get_args(PdfFormat)),
     "max_attempts": _positive_int,
     "max_jobs_per_worker": _positive_int,
     "queue_size": _positive_int,

@@ -1,0 +1,331 @@
+"""`outputs`: each input's set of formats, named once, rendered in the engine process, published
+exactly once across crashes (see `outputs.Outputs._commit_set`)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import pytest
+import structlog
+
+from ocr_daemon import cli, safefs
+from ocr_daemon.config import Config, load_config
+from ocr_daemon.engines.base import OcrResult
+from ocr_daemon.errors import ConfigError
+from ocr_daemon.journal import Journal
+from ocr_daemon.outputs import Outputs
+from ocr_daemon.slots import Rendering
+from tests.formats_check import check_alto, check_hocr, check_json
+from tests.harness import files_under, make_config, run_once, start, subprocess_env, write_config
+
+SET = ["txt", "json", "hocr", "alto"]
+SUFFIXES = (".txt", ".json", ".hocr", ".alto.xml")
+HAVE_PDF = importlib.util.find_spec("ocr_daemon.formats.pdf") is not None
+
+
+def members(stem: str) -> list[str]:
+    return sorted(stem + suffix for suffix in SUFFIXES)
+
+
+def write_toml(tmp_path: Path, body: str) -> Path:
+    path = tmp_path / "c.toml"
+    path.write_text(f'inbox = "in"\noutbox = "out"\nstate_dir = "st"\n{textwrap.dedent(body)}')
+    (tmp_path / "in").mkdir(exist_ok=True)
+    return path
+
+
+# -- the config key -----------------------------------------------------------------------------
+
+
+def test_outputs_default_to_txt_and_take_any_formats_top_level_and_in_rules(
+    tmp_path: Path,
+) -> None:
+    assert Config().outputs == ("txt",) and Config().pdf_format == "pdf"
+    config = load_config(
+        write_toml(
+            tmp_path,
+            """
+            outputs = ["alto", "txt", "json", "hocr"]
+            engine = "tesseract"
+            orientation = false
+            [[rules]]
+            match = "archive/**"
+            outputs = ["json"]
+            """,
+        )
+    )
+    assert config.outputs == ("txt", "json", "hocr", "alto")  # canonical order
+    assert config.for_path("archive/a.png")[0].outputs == ("json",)
+    assert config.for_path("other/a.png")[0].outputs == ("txt", "json", "hocr", "alto")
+
+
+@pytest.mark.parametrize(
+    ("body", "named"),
+    [
+        ('outputs = ["txt", "docx"]', ["'outputs'", "'docx'"]),
+        ("outputs = []", ["'outputs'"]),
+        ('outputs = "txt"', ["'outputs'"]),
+        ('pdf_format = "pdfa-3u"', ["'pdf_format'", "'pdfa-3u'"]),
+        ('[[rules]]\nmatch = "a/**"\noutputs = ["xml"]', ["rules[1].outputs", "'xml'"]),
+    ],
+)
+def test_a_bad_outputs_value_names_the_key_and_the_value(
+    tmp_path: Path, body: str, named: list[str]
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(write_toml(tmp_path, 'engine = "tesseract"\norientation = false\n' + body))
+    message = str(caught.value)
+    assert all(part in message for part in named), message
+
+
+def test_a_cluster_with_outputs_beyond_txt_is_a_config_error(tmp_path: Path) -> None:
+    body = """
+        engine = "tesseract"
+        orientation = false
+        [[rules]]
+        match = "a/**"
+        outputs = ["txt", "json"]
+        [cluster]
+        url = "nats://127.0.0.1:4222"
+        """
+    with pytest.raises(ConfigError) as caught:
+        load_config(write_toml(tmp_path, body))
+    assert "outputs" in str(caught.value) and "rules[1]" in str(caught.value)
+
+
+@pytest.mark.skipif(HAVE_PDF, reason="the PDF renderer is installed here")
+def test_pdf_without_the_renderer_is_a_config_error(tmp_path: Path) -> None:
+    body = 'engine = "tesseract"\norientation = false\noutputs = ["txt", "pdf"]\n'
+    with pytest.raises(ConfigError, match="searchable-PDF renderer"):
+        load_config(write_toml(tmp_path, body))
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """`cli.main` configures structlog onto the captured stderr; undo that afterwards."""
+    yield
+    structlog.reset_defaults()
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_check_explain_shows_outputs_and_pdf_format(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    body = """
+        engine = "tesseract"
+        orientation = false
+        [[rules]]
+        match = "archive/**"
+        outputs = ["txt", "json", "alto"]
+        """
+    path = write_toml(tmp_path, body)
+    assert cli.main(["check", "--config", str(path), "--explain", "archive/x.png"]) == 0
+    out = capsys.readouterr().out
+    assert "outputs = txt, json, alto  (rule)" in out and "pdf_format = pdf  (default)" in out
+    assert cli.main(["check", "--config", str(path), "--explain", "x.png"]) == 0
+    assert "outputs = txt  (default)" in capsys.readouterr().out
+
+
+# -- one set per input, named once ---------------------------------------------------------------
+
+
+def test_a_set_is_written_beside_the_txt_which_stays_byte_for_byte(tmp_path: Path) -> None:
+    plain = make_config(tmp_path / "plain")
+    (plain.inbox / "sub").mkdir()
+    (plain.inbox / "sub/scan.png").write_bytes(b"abc")
+    assert run_once(plain) == 0
+    config = make_config(tmp_path / "set", outputs=tuple(SET))
+    (config.inbox / "sub").mkdir()
+    (config.inbox / "sub/scan.png").write_bytes(b"abc")
+    assert run_once(config) == 0
+
+    assert files_under(config.outbox) == [f"sub/{m}" for m in members("scan")]
+    txt = (config.outbox / "sub/scan.txt").read_bytes()
+    assert txt == (plain.outbox / "sub/scan.txt").read_bytes()
+    doc = check_json((config.outbox / "sub/scan.json").read_bytes())
+    assert doc["source"] == "scan.png" and doc["engine"]["name"] == "scripted-double"
+    assert doc["pages"][0]["text"] == txt.decode()
+    check_hocr((config.outbox / "sub/scan.hocr").read_bytes())
+    check_alto((config.outbox / "sub/scan.alto.xml").read_bytes())
+    assert files_under(config.processed) == ["sub/scan.png"]
+
+
+def test_one_taken_member_moves_the_whole_set_to_the_next_name(tmp_path: Path) -> None:
+    """Only scan.hocr is taken (someone else's): the set is scan (2).* — not scan.txt with
+    scan (2).hocr — and the other file is left as it is."""
+    config = make_config(tmp_path, outputs=tuple(SET))
+    config.outbox.mkdir(parents=True)
+    (config.outbox / "scan.hocr").write_text("someone else's")
+    (config.inbox / "scan.png").write_bytes(b"abc")
+    assert run_once(config) == 0
+
+    assert files_under(config.outbox) == sorted(["scan.hocr", *members("scan (2)")])
+    assert (config.outbox / "scan.hocr").read_text() == "someone else's"
+    assert check_json((config.outbox / "scan (2).json").read_bytes())["source"] == "scan.png"
+
+
+def test_two_inputs_with_one_stem_get_two_whole_sets(tmp_path: Path) -> None:
+    config = make_config(tmp_path, outputs=tuple(SET))
+    for name in ("scan.png", "scan.tif"):
+        (config.inbox / name).write_bytes(name.encode())
+    assert run_once(config) == 0
+
+    assert files_under(config.outbox) == sorted(members("scan") + members("scan (2)"))
+    for stem in ("scan", "scan (2)"):  # each set tells one input's story, all members alike
+        source = check_json((config.outbox / f"{stem}.json").read_bytes())["source"]
+        assert (config.outbox / f"{stem}.txt").read_text() == f"text of {source} (8 bytes)"
+        assert source.encode() in (config.outbox / f"{stem}.alto.xml").read_bytes()
+
+
+def test_the_formats_are_rendered_in_the_engine_process_not_the_daemon(tmp_path: Path) -> None:
+    """The daemon process never imports a renderer; the set is there all the same."""
+    config = make_config(tmp_path, outputs=tuple(SET))
+    (config.inbox / "scan.png").write_bytes(b"abc")
+    script = f"""
+import sys
+from pathlib import Path
+from tests.harness import make_config, run_once
+config = make_config(Path({str(tmp_path)!r}), outputs={tuple(SET)!r})
+assert run_once(config) == 0
+print(sorted(m for m in sys.modules if m.startswith("ocr_daemon.formats")))
+"""
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=subprocess_env(),
+        timeout=120, check=True,
+    )  # fmt: skip
+    imported = proc.stdout.strip().splitlines()[-1]  # the log goes to stdout too
+    assert imported == "['ocr_daemon.formats']", proc.stdout  # SUFFIX, FORMATS: no renderer
+    assert files_under(config.outbox) == members("scan")
+
+
+# -- exactly once across crashes ----------------------------------------------------------------
+
+
+class Crash(BaseException):
+    """Stops a commit dead, like SIGKILL: no handler, no cleanup runs."""
+
+
+def _crash_set(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str, after: int) -> Config:
+    """Commit scan.png's set and crash at the `after`-th call of `safefs.<where>`."""
+    config = make_config(tmp_path, outputs=tuple(SET))
+    for folder in (config.outbox, config.processed):
+        folder.mkdir(parents=True, exist_ok=True)
+    (config.inbox / "scan.png").write_bytes(b"abc")
+    journal = Journal(config.state_dir)
+    journal.open()
+    identity = safefs.Identity.of(os.lstat(config.inbox / "scan.png"))
+    record = journal.begin(PurePosixPath("scan.png"), identity)
+    real = getattr(safefs, where)
+    calls = {"n": 0}
+
+    def crashing(*args: Any, **kwargs: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] > after:
+            raise Crash
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(safefs, where, crashing)
+    renders = {"json": b'{"first": 1}', "hocr": b"<first/>", "alto": b"<first/>"}
+    result = OcrResult(pages=("first result",), evaluation_mode=False)
+    with pytest.raises(Crash):
+        Outputs(config, journal).commit_success(record, result, Rendering(tuple(SET)), renders)
+    journal.close()
+    monkeypatch.setattr(safefs, where, real)
+    return config
+
+
+def _no_temps(config: Config) -> bool:
+    return not any(safefs.TEMP_PREFIX in name for name in files_under(config.outbox))
+
+
+def test_a_crash_while_staging_undoes_the_set_and_it_is_made_once_anew(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = _crash_set(tmp_path, monkeypatch, "stage_new", after=2)
+    assert len(files_under(config.outbox)) == 2 and not _no_temps(config)  # two temps, no name
+    assert run_once(config) == 0
+
+    assert files_under(config.outbox) == members("scan")
+    assert (config.outbox / "scan.txt").read_text() == "text of scan.png (3 bytes)"  # redone
+    assert files_under(config.processed) == ["scan.png"]
+
+
+def test_a_crash_between_links_finishes_the_set_from_its_temps(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = _crash_set(tmp_path, monkeypatch, "publish_staged", after=1)
+    assert "scan.txt" in files_under(config.outbox) and "scan.json" not in files_under(
+        config.outbox
+    )
+    assert run_once(config) == 0
+
+    assert files_under(config.outbox) == members("scan")  # no second copy, no temp left
+    assert (config.outbox / "scan.txt").read_text() == "first result"  # finished, not redone
+    assert (config.outbox / "scan.json").read_bytes() == b'{"first": 1}'
+    assert files_under(config.processed) == ["scan.png"] and files_under(config.inbox) == []
+
+
+def test_a_staged_set_whose_name_was_taken_meanwhile_is_undone_and_renamed_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = _crash_set(tmp_path, monkeypatch, "publish_staged", after=1)
+    (config.outbox / "scan.json").write_text("someone else's")  # while the daemon was down
+    assert run_once(config) == 0
+
+    assert files_under(config.outbox) == sorted(["scan.json", *members("scan (2)")])
+    assert (config.outbox / "scan.json").read_text() == "someone else's"
+    assert (config.outbox / "scan (2).txt").read_text() == "text of scan.png (3 bytes)"
+
+
+def test_a_crash_after_every_link_only_drops_the_temps(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = _crash_set(tmp_path, monkeypatch, "remove_temp", after=1)
+    assert run_once(config) == 0
+
+    assert files_under(config.outbox) == members("scan")
+    assert (config.outbox / "scan.alto.xml").read_bytes() == b"<first/>"
+
+
+@pytest.mark.slow
+def test_sigkill_at_random_points_with_a_set_each_input_ends_with_one_whole_set(
+    tmp_path: Path, daemon_factory: list
+) -> None:
+    config = write_config(tmp_path, settle_seconds=0.1, workers=2, outputs=SET)
+    inputs = [f"f{i:03}.png" for i in range(80)]
+    for name in inputs:
+        (tmp_path / "inbox" / name).write_bytes(name.encode())
+    rng = random.Random(4321)
+    for _round in range(8):
+        daemon = start(daemon_factory, config)
+        daemon.wait_running()
+        time.sleep(rng.uniform(0.0, 0.8))
+        daemon.signal(signal.SIGKILL)
+        daemon.wait()
+
+    final = start(daemon_factory, config, command="once")
+    assert final.wait(timeout=180) == 0
+
+    outbox = tmp_path / "outbox"
+    expected = sorted(m for name in inputs for m in members(name.removesuffix(".png")))
+    assert files_under(outbox) == expected, "one whole set per input, no temp, no second copy"
+    assert files_under(tmp_path / "processed") == inputs
+    for name in inputs:
+        stem = name.removesuffix(".png")
+        text = (outbox / f"{stem}.txt").read_text()
+        assert text == f"text of {name} ({len(name)} bytes)"
+        doc = json.loads((outbox / f"{stem}.json").read_bytes())
+        assert doc["source"] == name and doc["pages"][0]["text"] == text
+        check_alto((outbox / f"{stem}.alto.xml").read_bytes())
+        check_hocr((outbox / f"{stem}.hocr").read_bytes())
