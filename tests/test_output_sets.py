@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+import pypdfium2
 import pytest
 import structlog
 
@@ -26,6 +27,7 @@ from ocr_daemon.errors import ConfigError
 from ocr_daemon.journal import Journal
 from ocr_daemon.outputs import Outputs
 from ocr_daemon.slots import Rendering
+from tests.conftest import render_page
 from tests.formats_check import check_alto, check_hocr, check_json
 from tests.harness import files_under, make_config, run_once, start, subprocess_env, write_config
 
@@ -329,3 +331,59 @@ def test_sigkill_at_random_points_with_a_set_each_input_ends_with_one_whole_set(
         assert doc["source"] == name and doc["pages"][0]["text"] == text
         check_alto((outbox / f"{stem}.alto.xml").read_bytes())
         check_hocr((outbox / f"{stem}.hocr").read_bytes())
+
+
+# -- the real engines ---------------------------------------------------------------------------
+
+HAVE_LAYOUT = "layout" in OcrResult.__dataclass_fields__  # helper A's OcrResult.layout
+GRANULARITY = {"tesseract": "word", "aspose": "line"}
+LINES = ["Quartz jigs vex a daft zebra", "Pack my box with five dozen jugs", "Seven sleek swans"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("engine", ["tesseract", "aspose"])
+def test_the_real_engines_give_a_valid_set_for_single_and_multipage_inputs(
+    tmp_path: Path, engine: str
+) -> None:
+    formats = (*SET, "pdf") if HAVE_PDF else tuple(SET)
+    config = make_config(
+        tmp_path, engine=engine, orientation=False, workers=1, outputs=formats,
+        ocr_timeout_seconds=600,
+    )  # fmt: skip
+    render_page(LINES, size=(1400, 500), font_size=48).save(config.inbox / "one.png")
+    pages = [render_page([f"{tag} {line}" for line in LINES]) for tag in ("First", "Second")]
+    pages[0].save(config.inbox / "two.tif", save_all=True, append_images=pages[1:])
+    assert run_once(config) == 0
+
+    for stem, count in (("one", 1), ("two", 2)):
+        txt = (config.outbox / f"{stem}.txt").read_text()
+        doc = check_json((config.outbox / f"{stem}.json").read_bytes())
+        assert "\f".join(page["text"] for page in doc["pages"]) == txt  # the txt, page by page
+        assert len(doc["pages"]) == count and doc["engine"]["name"] == engine
+        hocr = check_hocr((config.outbox / f"{stem}.hocr").read_bytes())
+        check_alto((config.outbox / f"{stem}.alto.xml").read_bytes())
+        if HAVE_PDF:
+            assert (config.outbox / f"{stem}.pdf").read_bytes().startswith(b"%PDF-")
+        if not HAVE_LAYOUT:
+            continue
+        assert {page["granularity"] for page in doc["pages"]} == {GRANULARITY[engine]}
+        assert all(page["lines"] for page in doc["pages"])
+        words = hocr.findall(".//{http://www.w3.org/1999/xhtml}span[@class='ocrx_word']")
+        assert bool(words) == (engine == "tesseract")  # Aspose: lines only, no invented words
+    if not HAVE_LAYOUT:
+        pytest.skip("valid, but text-only: the engines give no layout before helper A's merge")
+
+
+@pytest.mark.skipif(not HAVE_PDF, reason="needs ocr_daemon.formats.pdf (helper A's branch)")
+def test_pdf_joins_the_set_and_its_text_is_the_txt(tmp_path: Path) -> None:
+    config = make_config(
+        tmp_path, engine="tesseract", orientation=False, workers=1, outputs=("txt", "pdf")
+    )
+    render_page(LINES, size=(1400, 500), font_size=48).save(config.inbox / "scan.png")
+    assert run_once(config) == 0
+
+    assert files_under(config.outbox) == ["scan.pdf", "scan.txt"]
+    pdf = pypdfium2.PdfDocument(config.outbox / "scan.pdf")
+    assert len(pdf) == 1
+    text = pdf[0].get_textpage().get_text_range()
+    assert text.split() == (config.outbox / "scan.txt").read_text().split()
