@@ -185,6 +185,7 @@ class Dispatcher:
             "file.done", path=str(job.record.rel), sidecar=str(sidecar), pages=result.page_count,
             chars=result.chars, seconds=round(seconds, 3), attempt=job.record.attempts + 1,
             worker=slot.pid, evaluation_mode=result.evaluation_mode,
+            outputs=list(rendering.formats),
         )  # fmt: skip
 
     async def _judge(self, job: Job, error: InputError, slot: Slot, held: Held | None) -> None:

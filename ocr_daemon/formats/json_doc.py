@@ -35,7 +35,7 @@ def render(doc: Document) -> bytes:
         "timings": {"recognize_seconds": round(doc.recognize_seconds, 3)},
         "pages": [_page(page) for page in doc.pages],
     }
-    text = json.dumps(body, ensure_ascii=False, indent=1)
+    text = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
     return (text + "\n").encode("utf-8", "backslashreplace")
 
 
