@@ -3,6 +3,7 @@ exactly once across crashes (see `outputs.Outputs._commit_set`)."""
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import os
@@ -22,7 +23,8 @@ import pytest
 import structlog
 
 from ocr_daemon import cli, safefs
-from ocr_daemon.config import Config, load_config
+from ocr_daemon.cluster import wire
+from ocr_daemon.config import ClusterSettings, Config, load_config
 from ocr_daemon.engines.base import OcrResult
 from ocr_daemon.errors import ConfigError
 from ocr_daemon.journal import Journal
@@ -93,19 +95,20 @@ def test_a_bad_outputs_value_names_the_key_and_the_value(
     assert all(part in message for part in named), message
 
 
-def test_a_cluster_with_outputs_beyond_txt_is_a_config_error(tmp_path: Path) -> None:
-    body = """
-        engine = "tesseract"
-        orientation = false
-        [[rules]]
-        match = "a/**"
-        outputs = ["txt", "json"]
-        [cluster]
-        url = "nats://127.0.0.1:4222"
-        """
-    with pytest.raises(ConfigError) as caught:
-        load_config(write_toml(tmp_path, body))
-    assert "outputs" in str(caught.value) and "rules[1]" in str(caught.value)
+def test_rendered_outputs_cross_the_wire_inline_or_by_key() -> None:
+    job = wire.JobMessage("c.1.2-3-4.0", 1, "a.png", 30.0, "ocr.results.c", None, b"x")
+    assert wire.JobMessage.decode(job.encode()).rendering == Rendering()  # txt only by default
+    wanted = dataclasses.replace(job, rendering=Rendering(("txt", "json", "pdf"), pdfa=True))
+    assert wire.JobMessage.decode(wanted.encode()) == wanted
+    result = OcrResult(("one",), evaluation_mode=False)
+    reply = wire.ResultMessage(
+        "m", "h", 1, 0.1, result=result, renders={"json": b"\x00{}\xff"}, render_keys={"pdf": "k"}
+    )
+    back = wire.ResultMessage.decode(reply.encode())
+    assert back.renders == {"json": b"\x00{}\xff"} and back.render_keys == {"pdf": "k"}
+    limit = ClusterSettings(max_inline_bytes=3000)
+    assert wire.renders_fit_inline({"json": b"j" * 1125}, limit)  # 1500 bytes in base64
+    assert not wire.renders_fit_inline({"json": b"j" * 1000, "hocr": b"h" * 200}, limit)
 
 
 @pytest.mark.skipif(HAVE_PDF, reason="the PDF renderer is installed here")

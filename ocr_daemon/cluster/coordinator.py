@@ -18,6 +18,7 @@ import dataclasses
 import json
 import time
 from collections import OrderedDict
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -83,11 +84,9 @@ class RemoteSlot:
         settings: EngineSettings | None = None,
         rendering: Rendering = TXT_ONLY,
     ) -> Recognized:
-        # The config refuses a cluster with outputs other than txt (schema.check_relationships)
-        assert not rendering.needs_rendering(), "worker hosts return text only"
         self.busy = True
         try:
-            reply = await self.coordinator.dispatch(job_id, path, timeout_s, settings)
+            reply = await self.coordinator.dispatch(job_id, path, timeout_s, settings, rendering)
         finally:
             self.busy = False
         self.jobs_done += 1
@@ -96,7 +95,7 @@ class RemoteSlot:
             reply.error.path = str(path)
             raise reply.error
         assert reply.result is not None
-        return Recognized(reply.result)
+        return Recognized(reply.result, reply.renders)
 
     async def stop(self, grace_s: float) -> None:
         await self.coordinator.close()
@@ -197,7 +196,12 @@ class Coordinator:
     # -- jobs ---------------------------------------------------------------------------------
 
     async def dispatch(
-        self, job_id: int, path: Path, timeout_s: float, settings: EngineSettings | None = None
+        self,
+        job_id: int,
+        path: Path,
+        timeout_s: float,
+        settings: EngineSettings | None = None,
+        rendering: Rendering = TXT_ONLY,
     ) -> wire.ResultMessage:
         """Publish the job (or find it already published) and wait for its first result."""
         await self.start()
@@ -211,15 +215,16 @@ class Coordinator:
                 waiter.future.set_result(early[1])
             else:
                 job = wire.JobMessage(msg_id, job_id, path.name, timeout_s, self.results_subject,
-                                      None, data, settings)  # fmt: skip
+                                      None, data, settings, rendering)  # fmt: skip
                 object_key = await self._publish(job, path, waiter)
             limit = self.settings.max_deliver * (timeout_s + self.settings.ack_wait_seconds)
             if waiter.consumed:
                 limit = min(limit, 2 * self.settings.ack_wait_seconds + 5)
             reply = await self._await_result(msg_id, waiter, limit, str(path))
-            if waiter.message is not None:
-                self._ack_when_committed(job_id, waiter.message)
-            return reply
+            try:
+                return await self._with_renders(reply, rendering, str(path))
+            finally:
+                self._settle(job_id, waiter, reply)
         finally:
             self.waiters.pop(msg_id, None)
             self._remember(msg_id)
@@ -342,9 +347,11 @@ class Coordinator:
             self.orphans[reply.msg_id] = (time.monotonic(), reply)
         return False
 
-    def _ack_when_committed(self, job_id: int, message: Msg) -> None:
+    def _ack_when_committed(self, job_id: int, message: Msg, reply: wire.ResultMessage) -> None:
         """Ack a result once the journal shows its outcome committed, so a coordinator crash
-        between receiving and committing gets it redelivered; at most half an ack wait later."""
+        between receiving and committing gets it redelivered; at most half an ack wait later.
+        Its rendered formats in the object store go with the ack (a coordinator that dies
+        before it gets the result redelivered, and the objects with it)."""
 
         async def ack() -> None:
             deadline = time.monotonic() + self.settings.ack_wait_seconds / 2
@@ -354,12 +361,58 @@ class Coordinator:
                     break
             with contextlib.suppress(*wire.transport_errors()):
                 await message.ack()
+            await self._forget_renders(reply)  # acked: never delivered again, nor needed
 
-        task = asyncio.create_task(ack())
+        self._later(ack())
+
+    def _later(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run `work` in the background; `close` lets it finish (briefly) before disconnecting."""
+        task = asyncio.create_task(work)
         self._acks.add(task)
         task.add_done_callback(self._acks.discard)
 
+    def _settle(self, job_id: int, waiter: Waiter, reply: wire.ResultMessage) -> None:
+        """Ack the result once committed; an early one (already acked) just frees its objects."""
+        if waiter.message is not None:
+            self._ack_when_committed(job_id, waiter.message, reply)
+        elif reply.render_keys:
+            self._later(self._forget_renders(reply))
+
+    async def _with_renders(
+        self, reply: wire.ResultMessage, rendering: Rendering, what: str
+    ) -> wire.ResultMessage:
+        """The result with every rendered format the job asked for in `renders` (read from the
+        object store where they were put), or `ClusterNoResult` (retried like a lost result)."""
+        if reply.error is not None or not rendering.needs_rendering():
+            return reply
+        renders = dict(reply.renders)
+        for name, key in reply.render_keys.items():
+            renders[name] = await self._object_get(key, what)
+        missing = [n for n in rendering.formats if n != "txt" and n not in renders]
+        if missing:
+            raise ClusterNoResult(
+                f"worker host {reply.worker_id} returned no {', '.join(missing)} "
+                "(an ocr-daemon too old for outputs?)",
+                what,
+            )
+        return dataclasses.replace(reply, renders=renders)
+
+    async def _object_get(self, key: str, what: str) -> bytes:
+        assert self._js is not None
+        try:
+            store = await self._js.object_store(self.settings.object_bucket)
+            data = (await store.get(key)).data
+        except (*wire.transport_errors(), wire.not_found_error()) as exc:
+            raise ClusterNoResult(f"cannot read a rendered output: {exc!r}", what) from None
+        return data or b""
+
+    async def _forget_renders(self, reply: wire.ResultMessage) -> None:
+        for key in reply.render_keys.values():
+            await self._forget_object(key)
+
     def _drop(self, reply: wire.ResultMessage, why: str) -> None:
+        if reply.render_keys:
+            self._later(self._forget_renders(reply))
         self.counts["duplicates_dropped"] += 1
         self.hosts.count_result(reply.worker_id, duplicate=True)
         log.warning("job.duplicate_dropped", msg_id=reply.msg_id, worker=reply.worker_id,

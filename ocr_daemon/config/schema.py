@@ -260,19 +260,13 @@ def _check_cluster(cluster: ClusterSettings, where: str) -> None:
 
 def _check_outputs(config: Config, where: str) -> None:
     """Every `outputs` the defaults or a rule select can be made here: a PDF needs the PDF
-    renderer installed; worker hosts return text only (for now), so a cluster allows only txt."""
+    renderer installed (on worker hosts too: they render in their engine processes)."""
     for effective, rule in config.variants():
         at = f" (in {rule.describe()})" if rule else ""
         if "pdf" in effective.outputs and importlib.util.find_spec(PDF_RENDERER) is None:
             raise ConfigError(
                 f"key 'outputs' includes \"pdf\"{at} but the searchable-PDF renderer "
                 f"({PDF_RENDERER}) is not installed",
-                where,
-            )
-        if config.cluster.url and effective.outputs != ("txt",):
-            raise ConfigError(
-                f"key 'outputs' = {list(effective.outputs)!r}{at}: with cluster.url set only "
-                '["txt"] is supported (worker hosts do not return rendered formats yet)',
                 where,
             )
 
