@@ -7,7 +7,7 @@ scan's bytes (or, above ``max_inline_bytes``, an object-store key instead of the
 message is JSON, carrying the formats the host's engine process rendered (``outputs`` beyond txt)
 inline in base64, or, when they would make the message larger than half of ``max_inline_bytes``
 (NATS refuses messages over its ``max_payload``, 1 MB by default), as object-store keys that the
-coordinator reads and deletes once the outcome is committed. Errors cross the wire as their class
+coordinator reads and deletes once the result is acked. Errors cross the wire as their class
 name, reason and message, and are rebuilt as the same `OcrDaemonError` class where this package
 defines it.
 """
@@ -219,6 +219,17 @@ def _rendering(raw: dict[str, Any] | None) -> Rendering:
     return Rendering(tuple(str(f) for f in raw["formats"]), bool(raw["pdfa"]))
 
 
+def render_key(msg_id: str, delivery: int, name: str) -> str:
+    """The object-store key of one rendered format of one delivery of one job."""
+    return token(f"{msg_id}.d{delivery}.{name}")
+
+
+def renders_fit_inline(renders: dict[str, bytes], settings: ClusterSettings) -> bool:
+    """Whether the rendered formats (base64: 4/3 of their size) keep a result message under
+    half of ``max_inline_bytes``; else they travel through the object store."""
+    return sum(len(data) for data in renders.values()) * 4 // 3 <= settings.max_inline_bytes // 2
+
+
 @dataclass(frozen=True)
 class ResultMessage:
     """What a worker host sends back: the pages, or the error, for one delivery of one job."""
@@ -269,17 +280,6 @@ class ResultMessage:
             str(body["msg_id"]), str(body["worker"]), int(body["delivery"]),
             float(body["seconds"]), result, error, renders, keys,
         )  # fmt: skip
-
-
-def render_key(msg_id: str, delivery: int, name: str) -> str:
-    """The object-store key of one rendered format of one delivery of one job."""
-    return token(f"{msg_id}.d{delivery}.{name}")
-
-
-def renders_fit_inline(renders: dict[str, bytes], settings: ClusterSettings) -> bool:
-    """Whether the rendered formats (base64: 4/3 of their size) keep a result message under
-    half of ``max_inline_bytes``; else they travel through the object store."""
-    return sum(len(data) for data in renders.values()) * 4 // 3 <= settings.max_inline_bytes // 2
 
 
 def _rebuild_error(data: dict[str, Any]) -> OcrDaemonError:
