@@ -39,6 +39,7 @@ from ocr_daemon.errors import (
     TransientError,
     UnsupportedInput,
 )
+from ocr_daemon.formats import Recognized, Rendering
 from ocr_daemon.journal import JobRecord, Journal
 from ocr_daemon.outputs import AlreadyFinished, Failure, InputChanged, Outputs
 from ocr_daemon.slots import Slot
@@ -155,9 +156,12 @@ class Dispatcher:
         path = self.config.inbox / job.record.rel
         effective, rule = self.config.for_path(job.record.rel)
         settings = EngineSettings.of(effective) if rule and rule.sets_engine() else None
+        rendering = Rendering(effective.outputs, effective.pdf_format == "pdfa-2b")
         started = time.monotonic()
         try:
-            result = await slot.run(job.record.id, path, effective.ocr_timeout_seconds, settings)
+            result = await slot.run(
+                job.record.id, path, effective.ocr_timeout_seconds, settings, rendering
+            )
         except InputError as exc:
             await self._judge(job, exc, slot, None)
         except TransientError as exc:
@@ -166,15 +170,18 @@ class Dispatcher:
             self.busy.discard(job.record.rel)
             self.hooks.fatal(exc)
         else:
-            await self._succeed(job, result, slot, time.monotonic() - started)
+            await self._succeed(job, result, slot, time.monotonic() - started, rendering)
 
     # -- outcomes ------------------------------------------------------------------------------
 
-    async def _succeed(self, job: Job, result: OcrResult, slot: Slot, seconds: float) -> None:
+    async def _succeed(
+        self, job: Job, recognized: Recognized, slot: Slot, seconds: float, rendering: Rendering
+    ) -> None:
+        result = recognized.result
         sidecar = await self._commit(
             job,
-            lambda: self.outputs.commit_success(job.record, result),
-            again=lambda: self._succeed(job, result, slot, seconds),
+            lambda: self.outputs.commit_success(job.record, result, rendering, recognized.renders),
+            again=lambda: self._succeed(job, recognized, slot, seconds, rendering),
         )
         if sidecar is None:
             return
@@ -184,6 +191,7 @@ class Dispatcher:
             "file.done", path=str(job.record.rel), sidecar=str(sidecar), pages=result.page_count,
             chars=result.chars, seconds=round(seconds, 3), attempt=job.record.attempts + 1,
             worker=slot.pid, evaluation_mode=result.evaluation_mode,
+            outputs=list(rendering.formats),
             **_empty_pages_fields(empty, result),
         )  # fmt: skip
 

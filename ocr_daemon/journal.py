@@ -3,7 +3,10 @@ crashes. The inbox stays the source of truth; the journal only remembers what is
 or undo an outcome that was interrupted.
 
 A job row goes ``active`` (seen, maybe being recognised; attempts counted) → ``committing``
-(output names reserved, outputs about to be written) → ``done`` or ``failed``. After a crash,
+(output names reserved, outputs about to be written) → ``done`` or ``failed``. An input with
+several outputs (``outputs = ["txt", "json", ...]``) reserves the whole set at once (``members``)
+and is marked ``staged`` once every member's temp file is durable: from then on the set is
+finished after a crash, before it, undone. After a crash,
 `Journal.interrupted()` lists committing rows; the daemon finishes each (its output exists) or
 returns it to active (it does not). Paths are stored as bytes, so any file name round-trips.
 """
@@ -38,6 +41,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     output BLOB,
     moved_to BLOB,
     reason TEXT,
+    members BLOB,
+    staged INTEGER NOT NULL DEFAULT 0,
     created REAL NOT NULL,
     updated REAL NOT NULL
 );
@@ -60,8 +65,11 @@ class JobRecord:
     output: PurePosixPath | None = None
     moved_to: PurePosixPath | None = None
     reason: str | None = None
+    members: tuple[PurePosixPath, ...] = ()  # every output of a set (`output` first); () for one
+    staged: bool = False  # all members' temp files are durable: finish the set, never undo it
 
 
+_SEP = b"\0"  # between members: the one byte no path holds
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 
@@ -82,6 +90,14 @@ def _enc(path: PurePosixPath | None) -> bytes | None:
 
 def _dec(raw: bytes | None) -> PurePosixPath | None:
     return None if raw is None else PurePosixPath(os.fsdecode(raw))
+
+
+def _enc_members(members: tuple[PurePosixPath, ...]) -> bytes | None:
+    return _SEP.join(os.fsencode(str(m)) for m in members) if members else None
+
+
+def _dec_members(raw: bytes | None) -> tuple[PurePosixPath, ...]:
+    return tuple(PurePosixPath(os.fsdecode(m)) for m in raw.split(_SEP)) if raw else ()
 
 
 class Journal:
@@ -162,17 +178,32 @@ class Journal:
         output: PurePosixPath,
         moved_to: PurePosixPath | None,
         reason: str | None = None,
+        *,
+        members: tuple[PurePosixPath, ...] = (),
     ) -> bool:
-        """Record the names an outcome will use, before anything is written. Conditional: only
-        an active job can be reserved, so a second result for a job (a duplicate from another
-        worker, a retry racing a commit) can never start a second outcome; False then."""
+        """Record the names an outcome will use, before anything is written (`members`: all of
+        a set's outputs, `output` among them). Conditional: only an active job can be reserved,
+        so a second result for a job (a duplicate from another worker, a retry racing a commit)
+        can never start a second outcome; False then."""
         with self.db:
             cursor = self.db.execute(
                 "UPDATE jobs SET state = 'committing', outcome = ?, output = ?, moved_to = ?,"
-                " reason = ?, updated = ? WHERE id = ? AND state = 'active'",
-                (outcome, _enc(output), _enc(moved_to), reason, time.time(), job_id),
-            )
+                " reason = ?, members = ?, staged = 0, updated = ?"
+                " WHERE id = ? AND state = 'active'",
+                (outcome, _enc(output), _enc(moved_to), reason, _enc_members(members),
+                 time.time(), job_id),
+            )  # fmt: skip
         return cursor.rowcount == 1
+
+    @_locked
+    def stage(self, job_id: int) -> None:
+        """Every member of the job's set is written to a durable temp file: the point of no
+        return (a crash after it finishes the set, before it undoes the set)."""
+        with self.db:
+            self.db.execute(
+                "UPDATE jobs SET staged = 1, updated = ? WHERE id = ? AND state = 'committing'",
+                (time.time(), job_id),
+            )
 
     @_locked
     def finish(self, job_id: int, state: State) -> None:
@@ -187,17 +218,20 @@ class Journal:
         with self.db:
             self.db.execute(
                 "UPDATE jobs SET state = 'active', outcome = NULL, output = NULL, moved_to = NULL,"
-                " updated = ? WHERE id = ?",
+                " members = NULL, staged = 0, updated = ? WHERE id = ?",
                 (time.time(), job_id),
             )
 
     @_locked
     def is_reserved(self, output: PurePosixPath) -> bool:
-        """Whether another committing job already claimed this output or moved-to name."""
+        """Whether another committing job already claimed this output or moved-to name (or has
+        it in its set)."""
         raw = _enc(output)
+        assert raw is not None
         row = self.db.execute(
-            "SELECT 1 FROM jobs WHERE state = 'committing' AND (output = ? OR moved_to = ?)",
-            (raw, raw),
+            "SELECT 1 FROM jobs WHERE state = 'committing' AND (output = ? OR moved_to = ?"
+            " OR instr(CAST(? AS BLOB) || members || CAST(? AS BLOB), ?) > 0)",
+            (raw, raw, _SEP, _SEP, _SEP + raw + _SEP),
         ).fetchone()
         return row is not None
 
@@ -225,9 +259,19 @@ def _open_db(path: Path) -> sqlite3.Connection:
     db.execute("PRAGMA journal_mode = WAL")
     db.execute("PRAGMA synchronous = FULL")
     db.executescript(_SCHEMA)
+    _add_set_columns(db)
     db.execute("SELECT COUNT(*) FROM jobs").fetchone()
     db.isolation_level = "DEFERRED"
     return db
+
+
+def _add_set_columns(db: sqlite3.Connection) -> None:
+    """A journal from before output sets gains their columns (existing rows: single outputs)."""
+    have = {row[1] for row in db.execute("PRAGMA table_info(jobs)")}
+    if "members" not in have:
+        db.execute("ALTER TABLE jobs ADD COLUMN members BLOB")
+    if "staged" not in have:
+        db.execute("ALTER TABLE jobs ADD COLUMN staged INTEGER NOT NULL DEFAULT 0")
 
 
 def _lock(path: Path) -> int:
@@ -256,4 +300,6 @@ def _record(row: sqlite3.Row) -> JobRecord:
         output=_dec(row["output"]),
         moved_to=_dec(row["moved_to"]),
         reason=row["reason"],
+        members=_dec_members(row["members"]),
+        staged=bool(row["staged"]),
     )

@@ -22,8 +22,9 @@ import structlog
 
 from ocr_daemon import worker
 from ocr_daemon.config import Config
-from ocr_daemon.engines.base import EngineInfo, EngineSettings, OcrResult
+from ocr_daemon.engines.base import EngineInfo, EngineSettings
 from ocr_daemon.errors import OcrDaemonError, WorkerCrashed, WorkerTimeout
+from ocr_daemon.formats import TXT_ONLY, Recognized, Rendering
 from ocr_daemon.systemd import MAIN_PROCESS_VARIABLES
 
 if TYPE_CHECKING:
@@ -116,17 +117,24 @@ class LocalSlot:
         return message.info
 
     async def run(
-        self, job_id: int, path: Path, timeout_s: float, settings: EngineSettings | None = None
-    ) -> OcrResult:
+        self,
+        job_id: int,
+        path: Path,
+        timeout_s: float,
+        settings: EngineSettings | None = None,
+        rendering: Rendering = TXT_ONLY,
+    ) -> Recognized:
         """Recognise `path` on this slot's worker, starting a fresh one if needed; `settings`
-        (default: the config's) choose the engine and languages for this file."""
+        (default: the config's) choose the engine and languages for this file, `rendering` the
+        formats the worker renders beside the text."""
         if not self.alive() or self.jobs_done >= self.config.max_jobs_per_worker:
             await self._replace("recycled" if self.alive() else "restarted")
         assert self.conn is not None
         self.busy = True
         try:
             try:
-                self.conn.send((job_id, str(path), settings or EngineSettings.of(self.config)))
+                job = (job_id, str(path), settings or EngineSettings.of(self.config), rendering)
+                self.conn.send(job)
             except OSError:  # it died after the alive() check (EPIPE): a crash like any other
                 raise await self._crashed(str(path)) from None
             message = await self._receive(timeout_s, what=str(path))
@@ -136,7 +144,7 @@ class LocalSlot:
         if isinstance(message, worker.Failed):
             raise message.error
         assert isinstance(message, worker.Done) and message.job_id == job_id
-        return message.result
+        return Recognized(message.result, message.renders)
 
     async def _receive(self, timeout_s: float, what: str) -> object:
         assert self.conn is not None and self.process is not None

@@ -147,6 +147,69 @@ def write_new(root: Path, rel: PurePosixPath, data: bytes, mode: int, tag: str) 
         os.fsync(dfd)
 
 
+def stage_new(root: Path, rel_dir: PurePosixPath, tag: str, data: bytes, mode: int) -> None:
+    """Write `data` to the temp name ``TEMP_PREFIX + tag`` in ``root/rel_dir``, fsynced, and
+    publish nothing yet: the first step of publishing several files together (see
+    `publish_staged`). The caller fsyncs the folder (`sync_dir`) once all are staged."""
+    with open_dir(root, rel_dir, create=True) as dfd:
+        _write_temp(dfd, TEMP_PREFIX + tag, data, mode)
+
+
+def publish_staged(root: Path, rel: PurePosixPath, tag: str, *, resuming: bool = False) -> None:
+    """Link the staged temp of `tag` into place as ``root/rel`` (FileExistsError rather than
+    replace anything); the temp stays until `remove_temp`, so the link can be recognised as ours
+    (`unpublish_staged`). Already published (and, `resuming` after a crash, its temp maybe
+    dropped already): nothing to do."""
+    with open_dir(root, rel.parent, create=False) as dfd:
+        tmp = TEMP_PREFIX + tag
+        dropped = resuming and not _exists(dfd, tmp) and _exists(dfd, rel.name)
+        if dropped or _linked(dfd, tmp, rel.name):
+            return
+        _publish(dfd, tmp, rel.name)
+
+
+def unpublish_staged(root: Path, rel: PurePosixPath, tag: str) -> None:
+    """Undo `publish_staged`: unlink ``root/rel`` if it is the staged temp's file (never a file
+    someone else created under that name)."""
+    with (
+        contextlib.suppress(FileNotFoundError, NotADirectoryError, UnsafePath),
+        open_dir(root, rel.parent, create=False) as dfd,
+    ):
+        if _linked(dfd, TEMP_PREFIX + tag, rel.name):
+            os.unlink(rel.name, dir_fd=dfd)
+
+
+def staged_exists(root: Path, rel_dir: PurePosixPath, tag: str) -> bool:
+    """Whether the staged temp of `tag` is still there."""
+    return lstat_in(root, rel_dir / (TEMP_PREFIX + tag)) is not None
+
+
+def sync_dir(root: Path, rel_dir: PurePosixPath) -> None:
+    with open_dir(root, rel_dir, create=False) as dfd:
+        os.fsync(dfd)
+
+
+def _linked(dfd: int, tmp: str, name: str) -> bool:
+    try:
+        st = os.lstat(tmp, dir_fd=dfd)
+    except FileNotFoundError:
+        return False
+    return _same_file(dfd, name, st)
+
+
+def _write_temp(dfd: int, tmp: str, data: bytes, mode: int) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp, dir_fd=dfd)
+    fd = os.open(
+        tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=dfd
+    )
+    try:
+        _write_all(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:

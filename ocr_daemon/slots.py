@@ -11,7 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Protocol
 
-from ocr_daemon.engines.base import EngineInfo, EngineSettings, OcrResult
+from ocr_daemon.engines.base import EngineInfo, EngineSettings
+from ocr_daemon.formats import TXT_ONLY, Recognized, Rendering
 
 
 class Slot(Protocol):
@@ -31,9 +32,14 @@ class Slot(Protocol):
         ...
 
     async def run(
-        self, job_id: int, path: Path, timeout_s: float, settings: EngineSettings | None = None
-    ) -> OcrResult:
-        """Recognise `path`; raise the job's typed error."""
+        self,
+        job_id: int,
+        path: Path,
+        timeout_s: float,
+        settings: EngineSettings | None = None,
+        rendering: Rendering = TXT_ONLY,
+    ) -> Recognized:
+        """Recognise `path` and render what `rendering` asks for; raise the job's typed error."""
         ...
 
     async def stop(self, grace_s: float) -> None:

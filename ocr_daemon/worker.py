@@ -2,11 +2,12 @@
 
 Started with ``spawn`` by the pool (never forked: the .NET runtime is not fork-safe). It ignores
 SIGINT and SIGTERM — systemd and Ctrl+C signal the whole process group, and the daemon decides when
-work stops — and SIGUSR1 (the daemon's stack-dump request, which `systemctl kill` sends to the
-whole group too). It neither logs nor writes outputs: it receives ``(job_id, path, settings)`` and
-sends back a `Done` or `Failed` message. `settings` (an `EngineSettings`, from the path's rule)
-picks the engine: the configured default is built and warmed at start, any other on its first
-job. Its stdout is pointed at stderr, because the engine writes to the raw file descriptor 1,
+work stops — and SIGUSR1 (the daemon's stack-dump request, which `systemctl kill` sends to the whole
+group too). It neither logs nor writes outputs: it receives ``(job_id, path, settings, rendering)``
+and sends back a `Done` (the result, and the bytes of each format `rendering` asks for beside the
+text, rendered here, never in the daemon) or a `Failed`. `settings` (an `EngineSettings`, from the
+path's rule) picks the engine: the configured default is built and warmed at start, any other on its
+first job. Its stdout is pointed at stderr, because the engine writes to the raw file descriptor 1,
 which in the daemon is the structured log stream.
 """
 
@@ -15,13 +16,15 @@ from __future__ import annotations
 import ctypes
 import os
 import signal
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
 
 from ocr_daemon.config import Config
 from ocr_daemon.engines.base import Engine, EngineInfo, EngineSettings, OcrResult, load_engine
 from ocr_daemon.errors import OcrDaemonError, RecognitionFailed
+from ocr_daemon.formats import TXT_ONLY, Rendering
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,7 @@ class Ready:
 class Done:
     job_id: int
     result: OcrResult
+    renders: dict[str, bytes] = field(default_factory=dict)  # format -> bytes; never "txt"
 
 
 @dataclass(frozen=True)
@@ -62,8 +66,8 @@ def serve(conn: Connection, config: Config) -> None:
             return
         if message is None:
             return
-        job_id, path, settings = message
-        conn.send(_recognize(engines, config, settings, job_id, path))
+        job_id, path, settings, rendering = message
+        conn.send(_recognize(engines, config, settings, job_id, path, rendering=rendering))
 
 
 def _recognize(
@@ -72,15 +76,31 @@ def _recognize(
     settings: EngineSettings,
     job_id: int,
     path: str,
+    *,
+    rendering: Rendering = TXT_ONLY,
 ) -> Done | Failed:
     try:
         if settings not in engines:
             engines[settings] = load_engine(settings.apply(config))
-        return Done(job_id, engines[settings].recognize(Path(path)))
+        engine = engines[settings]
+        started = time.monotonic()
+        result = engine.recognize(Path(path))
+        seconds = time.monotonic() - started
+        return Done(job_id, result, _render(Path(path), result, engine, seconds, rendering))
     except OcrDaemonError as exc:
         return Failed(job_id, exc)
     except Exception as exc:  # the engine's own errors: reported, never fatal to the worker
         return Failed(job_id, RecognitionFailed(f"{type(exc).__name__}: {exc}", path))
+
+
+def _render(
+    path: Path, result: OcrResult, engine: Engine, seconds: float, rendering: Rendering
+) -> dict[str, bytes]:
+    if not rendering.needs_rendering():
+        return {}
+    from ocr_daemon.formats import render  # noqa: PLC0415 - only engine processes render
+
+    return render.render(path, result, engine.info(), seconds, rendering)
 
 
 def _ignore_signals() -> None:

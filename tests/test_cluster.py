@@ -428,3 +428,54 @@ async def _one_job_through(host: WorkerHost, settings: ClusterSettings) -> list[
     assert await asyncio.wait_for(runner, timeout=30) == 0
     await wire.close(nc)
     return results
+
+
+def test_worker_hosts_return_the_whole_set_inline_or_through_the_object_store(
+    tmp_path: Path, lab_factory: Callable[[int], Lab]
+) -> None:
+    """outputs over the cluster: the host's engine process renders, the coordinator writes the
+    set. Small renders travel inline; big/** (four formats, over half of max_inline_bytes) go
+    through the object store and are deleted once committed."""
+    lab = lab_factory(1)
+    workers = start_workers(lab, tmp_path, max_inline_bytes=3000)  # each side reads its own
+    config = coordinator_config(tmp_path, lab, max_inline_bytes=3000)
+    config.write_text(
+        config.read_text()
+        + '[[rules]]\nmatch = "big/**"\noutputs = ["txt", "json", "hocr", "alto"]\n'
+        + '[[rules]]\nmatch = "**"\noutputs = ["txt", "json"]\n'
+    )
+    (tmp_path / "inbox/big").mkdir()
+    (tmp_path / "inbox/big/scan.png").write_bytes(b"big one")
+    (tmp_path / "inbox/small.png").write_bytes(b"small")
+
+    coordinator = Node(lab, None, "once", config, "coordinator")
+    assert coordinator.wait(timeout=120) == 0
+
+    outbox = tmp_path / "outbox"
+    assert files_under(outbox) == [
+        "big/scan.alto.xml", "big/scan.hocr", "big/scan.json", "big/scan.txt",
+        "small.json", "small.txt",
+    ]  # fmt: skip
+    assert (outbox / "small.txt").read_text() == "text of small.png (5 bytes)"
+    small = json.loads((outbox / "small.json").read_bytes())
+    big = json.loads((outbox / "big/scan.json").read_bytes())
+    assert (small["source"], big["source"]) == ("small.png", "scan.png")
+    assert big["pages"][0]["text"] == (outbox / "big/scan.txt").read_text()
+    stored = [e for node in workers for e in node.events("job.renders_stored")]
+    assert [e["formats"] for e in stored] == [["json", "hocr", "alto"]], stored
+    for node in workers:
+        assert node.stop() == 0
+
+    async def bucket_keys() -> list[str]:
+        settings = ClusterSettings(url=lab.url)
+        nc = await wire.connect(settings, "test")
+        try:
+            store = await nc.jetstream().object_store(settings.object_bucket)
+            try:
+                return [info.name for info in await store.list(ignore_deletes=True)]
+            except Exception:  # nats raises NotFoundError for an empty bucket
+                return []
+        finally:
+            await wire.close(nc)
+
+    assert asyncio.run(bucket_keys()) == [], "rendered outputs left in the object store"

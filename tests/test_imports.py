@@ -12,7 +12,17 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-ENGINE_LIBRARIES = ("PIL", "pypdfium2", "tesserocr", "aspose")
+ENGINE_LIBRARIES = (
+    "PIL",
+    "pypdfium2",
+    "tesserocr",
+    "aspose",
+    "pikepdf",
+    "img2pdf",
+    "fpdf",
+    "fontTools",
+    "lxml",
+)
 ENGINE_MODULES = tuple(
     f"ocr_daemon.engines.{name}"
     for name in ("aspose", "aspose_runtime", "tesseract", "images", "pdf", "orientation")

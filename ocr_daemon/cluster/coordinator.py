@@ -26,11 +26,12 @@ from ocr_daemon.cluster import wire
 from ocr_daemon.cluster.registry import HostRegistry
 from ocr_daemon.cluster.results import Results, Waiter
 from ocr_daemon.config import Config
-from ocr_daemon.engines.base import EngineInfo, EngineSettings, OcrResult
+from ocr_daemon.engines.base import EngineInfo, EngineSettings
 from ocr_daemon.errors import (
     ClusterNoResult,
     ClusterUnavailable,
 )
+from ocr_daemon.formats import TXT_ONLY, Recognized, Rendering
 from ocr_daemon.journal import Journal
 
 if TYPE_CHECKING:
@@ -63,11 +64,16 @@ class RemoteSlot:
         return self.info
 
     async def run(
-        self, job_id: int, path: Path, timeout_s: float, settings: EngineSettings | None = None
-    ) -> OcrResult:
+        self,
+        job_id: int,
+        path: Path,
+        timeout_s: float,
+        settings: EngineSettings | None = None,
+        rendering: Rendering = TXT_ONLY,
+    ) -> Recognized:
         self.busy = True
         try:
-            reply = await self.coordinator.dispatch(job_id, path, timeout_s, settings)
+            reply = await self.coordinator.dispatch(job_id, path, timeout_s, settings, rendering)
         finally:
             self.busy = False
         self.jobs_done += 1
@@ -76,7 +82,7 @@ class RemoteSlot:
             reply.error.path = str(path)
             raise reply.error
         assert reply.result is not None
-        return reply.result
+        return Recognized(reply.result, reply.renders)
 
     async def stop(self, grace_s: float) -> None:
         await self.coordinator.close()
@@ -95,7 +101,13 @@ class Coordinator:
         self.slots = [RemoteSlot(first_index + i, self) for i in range(count)]
         self.hosts = HostRegistry(self.settings)
         self.counts = {"published": 0, "redelivered": 0, "duplicates_dropped": 0, "exhausted": 0}
-        self.results = Results(self.settings, self.hosts, self.counts, committed=self._committed)
+        self.results = Results(
+            self.settings,
+            self.hosts,
+            self.counts,
+            committed=self._committed,
+            forget_renders=self.forget_renders,
+        )
         self._nc: Client | None = None
         self._js: JetStreamContext | None = None
         self._started: asyncio.Task[EngineInfo] | None = None
@@ -173,7 +185,12 @@ class Coordinator:
     # -- jobs ---------------------------------------------------------------------------------
 
     async def dispatch(
-        self, job_id: int, path: Path, timeout_s: float, settings: EngineSettings | None = None
+        self,
+        job_id: int,
+        path: Path,
+        timeout_s: float,
+        settings: EngineSettings | None = None,
+        rendering: Rendering = TXT_ONLY,
     ) -> wire.ResultMessage:
         """Publish the job (or find it already published) and wait for its first result."""
         await self.start()
@@ -183,15 +200,16 @@ class Coordinator:
         try:
             if not waiter.future.done():  # else it arrived early: published before a restart
                 job = wire.JobMessage(msg_id, job_id, path.name, timeout_s, self.results_subject,
-                                      None, data, settings)  # fmt: skip
+                                      None, data, settings, rendering)  # fmt: skip
                 object_key = await self._publish(job, path, waiter)
             limit = self.settings.max_deliver * (timeout_s + self.settings.ack_wait_seconds)
             if waiter.consumed:
                 limit = min(limit, 2 * self.settings.ack_wait_seconds + 5)
             reply = await self._await_result(msg_id, waiter, limit, str(path))
-            if waiter.message is not None:
-                self.results.ack_when_committed(job_id, waiter.message)
-            return reply
+            try:
+                return await self._with_renders(reply, rendering, str(path))
+            finally:
+                self._settle(job_id, waiter, reply)
         finally:
             self.results.forget(msg_id)
             if object_key is not None:
@@ -277,6 +295,45 @@ class Coordinator:
     def _committed(self, job_id: int) -> bool:
         row = self.journal.progress(job_id)
         return row is None or row[1] in ("done", "failed", "gone")
+
+    def _settle(self, job_id: int, waiter: Waiter, reply: wire.ResultMessage) -> None:
+        """Ack the result once committed; an early one (already acked) just frees its objects."""
+        if waiter.message is not None:
+            self.results.ack_when_committed(job_id, waiter.message, reply)
+        elif reply.render_keys:
+            self.results.later(self.forget_renders(reply))
+
+    async def _with_renders(
+        self, reply: wire.ResultMessage, rendering: Rendering, what: str
+    ) -> wire.ResultMessage:
+        """The result with every rendered format the job asked for in `renders` (read from the
+        object store where they were put), or `ClusterNoResult` (retried like a lost result)."""
+        if reply.error is not None or not rendering.needs_rendering():
+            return reply
+        renders = dict(reply.renders)
+        for name, key in reply.render_keys.items():
+            renders[name] = await self._object_get(key, what)
+        missing = [n for n in rendering.formats if n != "txt" and n not in renders]
+        if missing:
+            raise ClusterNoResult(
+                f"worker host {reply.worker_id} returned no {', '.join(missing)} "
+                "(an ocr-daemon too old for outputs?)",
+                what,
+            )
+        return dataclasses.replace(reply, renders=renders)
+
+    async def _object_get(self, key: str, what: str) -> bytes:
+        assert self._js is not None
+        try:
+            store = await self._js.object_store(self.settings.object_bucket)
+            data = (await store.get(key)).data
+        except (*wire.transport_errors(), wire.not_found_error()) as exc:
+            raise ClusterNoResult(f"cannot read a rendered output: {exc!r}", what) from None
+        return data or b""
+
+    async def forget_renders(self, reply: wire.ResultMessage) -> None:
+        for key in reply.render_keys.values():
+            await self._forget_object(key)
 
     async def _exhausted(self, message: Msg) -> None:
         """The broker gave up redelivering a job: fail it (it is the coordinator's to fail)."""

@@ -13,9 +13,9 @@ import asyncio
 import contextlib
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -48,11 +48,13 @@ class Results:
         hosts: HostRegistry,
         counts: dict[str, int],
         committed: Callable[[int], bool],
+        forget_renders: Callable[[wire.ResultMessage], Coroutine[Any, Any, None]],
     ) -> None:
         self.settings = settings
         self.hosts = hosts
         self.counts = counts  # the coordinator's, shared: duplicates_dropped, exhausted
         self._committed = committed
+        self._forget_renders = forget_renders  # a result's rendered outputs in the object store
         self.waiters: dict[str, Waiter] = {}
         self.orphans: dict[str, tuple[float, wire.ResultMessage]] = {}
         self.finished: OrderedDict[str, None] = OrderedDict()
@@ -104,9 +106,11 @@ class Results:
             self.orphans[reply.msg_id] = (time.monotonic(), reply)
         return False
 
-    def ack_when_committed(self, job_id: int, message: Msg) -> None:
+    def ack_when_committed(self, job_id: int, message: Msg, reply: wire.ResultMessage) -> None:
         """Ack a result once the journal shows its outcome committed, so a coordinator crash
-        between receiving and committing gets it redelivered; at most half an ack wait later."""
+        between receiving and committing gets it redelivered; at most half an ack wait later.
+        Its rendered outputs in the object store go with the ack (acked, it is never delivered
+        again, so they are not needed; a coordinator that dies first gets both redelivered)."""
 
         async def ack() -> None:
             deadline = time.monotonic() + self.settings.ack_wait_seconds / 2
@@ -116,12 +120,19 @@ class Results:
                     break
             with contextlib.suppress(*wire.transport_errors()):
                 await message.ack()
+            await self._forget_renders(reply)
 
-        task = asyncio.create_task(ack())
+        self.later(ack())
+
+    def later(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run `work` in the background; `send_acks` lets it finish (briefly) at close."""
+        task = asyncio.create_task(work)
         self._acks.add(task)
         task.add_done_callback(self._acks.discard)
 
     def _drop(self, reply: wire.ResultMessage, why: str) -> None:
+        if reply.render_keys:
+            self.later(self._forget_renders(reply))
         self.counts["duplicates_dropped"] += 1
         self.hosts.count_result(reply.worker_id, duplicate=True)
         log.warning("job.duplicate_dropped", msg_id=reply.msg_id, worker=reply.worker_id,

@@ -1,16 +1,21 @@
-"""The wire between a coordinator and its worker hosts: the NATS connection, the JetStream
-streams, consumer and buckets both sides rely on, and the job and result messages.
+"""The wire between a coordinator and its worker hosts: the NATS connection, the JetStream streams,
+consumer and buckets both sides rely on, and the job and result messages.
 
-`nats` (the optional ``cluster`` extra) is imported inside functions only, so single-host users
-who never set ``cluster.url`` never import it. A job message is a 4-byte length, a JSON header and
-the scan's bytes (or, above ``max_inline_bytes``, an object-store key instead of the bytes); a
-result message is JSON. Errors cross the wire as their class name, reason and message, and are
-rebuilt as the same `OcrDaemonError` class where this package defines it.
+`nats` (the optional ``cluster`` extra) is imported inside functions only, so single-host users who
+never set ``cluster.url`` never import it. A job message is a 4-byte length, a JSON header and the
+scan's bytes (or, above ``max_inline_bytes``, an object-store key instead of the bytes); a result
+message is JSON, carrying the formats the host's engine process rendered (``outputs`` beyond txt)
+inline in base64, or, when they would make the message larger than half of ``max_inline_bytes``
+(NATS refuses messages over its ``max_payload``, 1 MB by default), as object-store keys that the
+coordinator reads and deletes once the result is acked. Errors cross the wire as their class
+name, reason and message, and are rebuilt as the same `OcrDaemonError` class where this package
+defines it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import dataclasses
 import json
 import os
@@ -27,6 +32,7 @@ from ocr_daemon.config import ClusterSettings
 from ocr_daemon.engines.base import EngineSettings, OcrResult
 from ocr_daemon.engines.layout import Box, Line, PageLayout, Word
 from ocr_daemon.errors import ClusterUnavailable, InputError, OcrDaemonError, TransientError
+from ocr_daemon.formats import TXT_ONLY, Rendering
 
 if TYPE_CHECKING:
     from nats.aio.client import Client
@@ -176,6 +182,7 @@ class JobMessage:
     object_key: str | None
     data: bytes
     settings: EngineSettings | None = None  # the job's engine, languages, orientation (rules)
+    rendering: Rendering = TXT_ONLY  # the formats the host's engine process renders
 
     def encode(self) -> bytes:
         header = {
@@ -183,6 +190,8 @@ class JobMessage:
             "timeout_s": self.timeout_s, "reply": self.reply_subject, "object": self.object_key,
             "settings": dataclasses.asdict(self.settings) if self.settings else None,
         }  # fmt: skip
+        if self.rendering != TXT_ONLY:
+            header["rendering"] = dataclasses.asdict(self.rendering)
         raw = json.dumps(header).encode()
         return len(raw).to_bytes(4, "big") + raw + self.data
 
@@ -195,6 +204,7 @@ class JobMessage:
             timeout_s=float(header["timeout_s"]), reply_subject=str(header["reply"]),
             object_key=header["object"], data=raw[4 + size :],
             settings=_settings(header.get("settings")),
+            rendering=_rendering(header.get("rendering")),
         )  # fmt: skip
 
 
@@ -202,6 +212,23 @@ def _settings(raw: dict[str, Any] | None) -> EngineSettings | None:
     if not raw:
         return None
     return EngineSettings(str(raw["engine"]), tuple(raw["languages"]), bool(raw["orientation"]))
+
+
+def _rendering(raw: dict[str, Any] | None) -> Rendering:
+    if not raw:
+        return TXT_ONLY
+    return Rendering(tuple(str(f) for f in raw["formats"]), bool(raw["pdfa"]))
+
+
+def render_key(msg_id: str, delivery: int, name: str) -> str:
+    """The object-store key of one rendered format of one delivery of one job."""
+    return token(f"{msg_id}.d{delivery}.{name}")
+
+
+def renders_fit_inline(renders: dict[str, bytes], settings: ClusterSettings) -> bool:
+    """Whether the rendered formats (base64: 4/3 of their size) keep a result message under
+    half of ``max_inline_bytes``; else they travel through the object store."""
+    return sum(len(data) for data in renders.values()) * 4 // 3 <= settings.max_inline_bytes // 2
 
 
 @dataclass(frozen=True)
@@ -214,6 +241,8 @@ class ResultMessage:
     seconds: float
     result: OcrResult | None = None
     error: OcrDaemonError | None = None
+    renders: dict[str, bytes] = dataclasses.field(default_factory=dict)  # carried inline
+    render_keys: dict[str, str] = dataclasses.field(default_factory=dict)  # in the object store
 
     def encode(self) -> bytes:
         body: dict[str, Any] = {
@@ -231,6 +260,11 @@ class ResultMessage:
                 "class": type(err).__name__, "reason": err.reason, "message": err.message,
                 "permanent": isinstance(err, InputError),
             }  # fmt: skip
+        if self.renders or self.render_keys:
+            body["renders"] = {
+                name: base64.b64encode(data).decode() for name, data in self.renders.items()
+            }
+            body["render_keys"] = self.render_keys
         return json.dumps(body).encode()
 
     @classmethod
@@ -243,9 +277,11 @@ class ResultMessage:
                 tuple(_page_layout(page) for page in body.get("layout", ())),
             )  # fmt: skip
         error = _rebuild_error(body["error"]) if "error" in body else None
+        renders = {str(k): base64.b64decode(v) for k, v in body.get("renders", {}).items()}
+        keys = {str(k): str(v) for k, v in body.get("render_keys", {}).items()}
         return cls(
             str(body["msg_id"]), str(body["worker"]), int(body["delivery"]),
-            float(body["seconds"]), result, error,
+            float(body["seconds"]), result, error, renders, keys,
         )  # fmt: skip
 
 

@@ -27,7 +27,7 @@ import structlog
 
 from ocr_daemon.cluster import wire
 from ocr_daemon.config import ClusterSettings, Config
-from ocr_daemon.engines.base import EngineInfo, OcrResult
+from ocr_daemon.engines.base import EngineInfo
 from ocr_daemon.errors import (
     EngineUnavailable,
     ExitCode,
@@ -36,6 +36,7 @@ from ocr_daemon.errors import (
     TransientError,
     UsageError,
 )
+from ocr_daemon.formats import Recognized
 from ocr_daemon.pool import Pool, choose_worker_count
 from ocr_daemon.signals import handle_dump_signal, handle_stop_signals, watch_the_loop
 from ocr_daemon.slots import Slot
@@ -201,11 +202,13 @@ class WorkerHost:
         if data is None:
             return None  # the coordinator already has its result and removed the scan
         started = time.monotonic()
-        result: OcrResult | None = None
+        recognized: Recognized | None = None
         error: OcrDaemonError | None = None
         path = await self._stage(job, slot, data)
         try:
-            result = await slot.run(job.job_id, path, job.timeout_s, job.settings)
+            recognized = await slot.run(
+                job.job_id, path, job.timeout_s, job.settings, job.rendering
+            )
         except (InputError, TransientError) as exc:
             error = exc
         finally:
@@ -214,7 +217,33 @@ class WorkerHost:
         self.counts["jobs_done" if error is None else "failed"] += 1
         log.info("job.recognised", msg_id=job.msg_id, worker=self.id, delivery=delivery,
                  seconds=round(seconds, 3), error=error.reason if error else None)  # fmt: skip
-        return wire.ResultMessage(job.msg_id, self.id, delivery, seconds, result, error)
+        reply = wire.ResultMessage(job.msg_id, self.id, delivery, seconds, error=error)
+        if recognized is None:
+            return reply
+        reply = dataclasses.replace(reply, result=recognized.result)
+        return await self._attach_renders(reply, recognized.renders)
+
+    async def _attach_renders(
+        self, reply: wire.ResultMessage, renders: dict[str, bytes]
+    ) -> wire.ResultMessage:
+        """The rendered formats inline when small, else put in the object store by key."""
+        if wire.renders_fit_inline(renders, self.settings):
+            return dataclasses.replace(reply, renders=renders)
+        assert self._js is not None
+        js, keys = self._js, {}
+        for name, data in renders.items():
+            key = wire.render_key(reply.msg_id, reply.delivery, name)
+
+            async def put(key: str = key, data: bytes = data) -> None:
+                store = await js.object_store(self.settings.object_bucket)
+                await store.put(key, data)
+
+            await wire.retry(put, attempts=20, pause_s=0.5, what="rendered output")
+            keys[name] = key
+        size = sum(len(data) for data in renders.values())
+        log.info("job.renders_stored", msg_id=reply.msg_id, worker=self.id, formats=list(keys),
+                 bytes=size, why="too large to travel inline")  # fmt: skip
+        return dataclasses.replace(reply, render_keys=keys)
 
     async def _stage(self, job: wire.JobMessage, slot: Slot, data: bytes) -> Path:
         """The scan as a file for the engine, in the slot's own folder (one job at a time each),

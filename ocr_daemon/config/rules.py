@@ -26,6 +26,8 @@ RULE_KEYS = (
     "ocr_timeout_seconds",
     "on_success",
     "output_mode",
+    "outputs",
+    "pdf_format",
 )
 
 

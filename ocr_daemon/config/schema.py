@@ -9,14 +9,17 @@ orientation setting the defaults or a rule can select works offline on this mach
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from ocr_daemon.config import languages as langs
 from ocr_daemon.config.rules import Rule
-from ocr_daemon.config.values import LogFormat, OnSuccess, PdfExistingText
+from ocr_daemon.config.values import LogFormat, OnSuccess, PdfExistingText, PdfFormat
 from ocr_daemon.errors import ConfigError
+
+PDF_RENDERER = "ocr_daemon.formats.pdf"  # the searchable PDF's renderer; found, not imported, here
 
 
 @dataclass(frozen=True)
@@ -98,6 +101,8 @@ class Config:
     shutdown_timeout_seconds: float = 60.0
     on_success: OnSuccess = "move"
     output_mode: int = 0o640
+    outputs: tuple[str, ...] = ("txt",)  # formats each input yields; see formats.SUFFIX
+    pdf_format: PdfFormat = "pdf"
     log_format: LogFormat = "auto"
     log_level: str = "info"
     limits: Limits = field(default_factory=Limits)
@@ -151,6 +156,7 @@ def check_relationships(config: Config, where: str) -> None:
         raise ConfigError("key 'ocr_timeout_seconds' must be > 0", where)
     _check_engines(config, where)
     _check_cluster(config.cluster, where)
+    _check_outputs(config, where)
 
 
 def _check_cluster(cluster: ClusterSettings, where: str) -> None:
@@ -165,6 +171,19 @@ def _check_cluster(cluster: ClusterSettings, where: str) -> None:
         raise ConfigError(
             "key 'cluster.local_workers' = false needs cluster.url and cluster.slots >= 1", where
         )
+
+
+def _check_outputs(config: Config, where: str) -> None:
+    """Every `outputs` the defaults or a rule select can be made here: a PDF needs the PDF
+    renderer installed (on worker hosts too: they render in their engine processes)."""
+    for effective, rule in config.variants():
+        at = f" (in {rule.describe()})" if rule else ""
+        if "pdf" in effective.outputs and importlib.util.find_spec(PDF_RENDERER) is None:
+            raise ConfigError(
+                f"key 'outputs' includes \"pdf\"{at} but the searchable-PDF renderer "
+                f"({PDF_RENDERER}) is not installed",
+                where,
+            )
 
 
 def _check_engines(config: Config, where: str) -> None:

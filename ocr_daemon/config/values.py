@@ -10,9 +10,19 @@ from typing import Any, Literal, get_args
 
 from ocr_daemon.config import languages as langs
 
+# the output formats (`outputs`) and the suffix each gives its file, beside the sidecar
+FORMATS: tuple[str, ...] = ("txt", "pdf", "json", "hocr", "alto")
+SUFFIX: dict[str, str] = {
+    "txt": ".txt",
+    "pdf": ".pdf",
+    "json": ".json",
+    "hocr": ".hocr",
+    "alto": ".alto.xml",
+}
 OnSuccess = Literal["move", "keep", "delete"]
 LogFormat = Literal["auto", "json", "console"]
 PdfExistingText = Literal["skip", "force"]  # "redo" (replace an old OCR layer) is not built yet
+PdfFormat = Literal["pdf", "pdfa-2b"]
 LOG_LEVELS = {"debug", "info", "warning", "error"}
 
 
@@ -75,6 +85,16 @@ def _mode(value: Any) -> int:
     return mode
 
 
+def _outputs(value: Any) -> tuple[str, ...]:
+    """A non-empty list of output formats, kept in the canonical order, each once."""
+    if not isinstance(value, list) or not value:
+        raise TypeError(f"expected a non-empty list of formats from {', '.join(FORMATS)}")
+    for name in value:
+        if name not in FORMATS:
+            raise ValueError(f"unknown format {name!r}: expected any of {', '.join(FORMATS)}")
+    return tuple(name for name in FORMATS if name in value)
+
+
 def _positive_int(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise TypeError(f"expected a whole number >= 1, got {value!r}")
@@ -96,6 +116,8 @@ _CONVERTERS: dict[str, Callable[[Any], Any]] = {
     "languages": langs.parse_languages,
     "ignore_patterns": _patterns,
     "output_mode": _mode,
+    "outputs": _outputs,
+    "pdf_format": _choice(get_args(PdfFormat)),
     "max_attempts": _positive_int,
     "max_jobs_per_worker": _positive_int,
     "queue_size": _positive_int,
