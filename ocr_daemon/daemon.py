@@ -13,6 +13,7 @@ import contextlib
 import os
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
 
@@ -74,6 +75,9 @@ class Daemon:
         self._dispatchers: dict[asyncio.Task[None], Slot] = {}
         self._scan: asyncio.Task[None] | None = None
         self._status_written = 0.0
+        # status.json has a thread of its own: in the shared default executor, a burst of journal
+        # and commit work (thousands of files) made the tick, and so the watchdog ping, wait
+        self._status_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="status")
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -175,6 +179,7 @@ class Daemon:
         if self.pool is not None:  # else the state lock was never ours, nor is status.json
             with contextlib.suppress(OSError):
                 await self._publish_status()
+        self._status_thread.shutdown(wait=True)
         self.journal.close()
         log.info(
             "daemon.stopped", done=self.counts.done, failed=self.counts.failed,
@@ -285,7 +290,10 @@ class Daemon:
         if line != previous or time.monotonic() - self._status_written >= STATUS_REFRESH_SECONDS:
             # the loop only rebinds the counts' fields (never mutates a list in place): safe
             extra = self._status_extra()
-            await asyncio.to_thread(write_status, self.config.state_dir, self.counts, extra)
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(
+                self._status_thread, write_status, self.config.state_dir, self.counts, extra
+            )
             self._status_written = time.monotonic()
         return line
 

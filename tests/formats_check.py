@@ -1,6 +1,12 @@
 """Validators for the rendered formats (test helpers): JSON against the shipped JSON Schema, ALTO
-against ALTO 4.4's XSD (tests/schemas, no network), hOCR parsed as XML with every box inside its
-page. Each returns what it parsed, for further assertions."""
+against ALTO 4.4's XSD, hOCR parsed as XML with every box inside its page. Each returns what it
+parsed, for further assertions.
+
+The ALTO XSD (and the XLink schema it imports) is read from ../shared/schemas/alto beside the
+corpus: it is the ALTO board's file, not ours to ship, and no package registry reachable here
+carries it. Where it is absent (a user's own clone), ALTO is checked for the structure the daemon
+relies on (namespace, every String placed and with its content) and the XSD tests skip with a
+message."""
 
 from __future__ import annotations
 
@@ -14,7 +20,10 @@ from typing import Any
 import jsonschema
 from lxml import etree
 
-SCHEMAS = Path(__file__).parent / "schemas"
+SCHEMAS = Path(__file__).resolve().parents[2] / "shared" / "schemas" / "alto"
+ALTO_XSD = SCHEMAS / "alto-4-4.xsd"
+ALTO_NS = "http://www.loc.gov/standards/alto/ns-v4#"
+STRING_ATTRIBUTES = ("CONTENT", "HPOS", "VPOS", "WIDTH", "HEIGHT")
 XLINK_REMOTE = "http://www.loc.gov/standards/xlink/xlink.xsd"
 BBOX = re.compile(r"bbox (\d+) (\d+) (\d+) (\d+)")
 
@@ -27,9 +36,18 @@ def json_schema() -> dict[str, Any]:
     return schema
 
 
+def require_alto_xsd() -> None:
+    if not ALTO_XSD.is_file():
+        import pytest  # noqa: PLC0415
+
+        pytest.skip(f"ALTO 4.4 XSD not found at {ALTO_XSD} (../shared is absent)")
+
+
 @cache
-def alto_schema() -> etree.XMLSchema:
-    tree = etree.parse(str(SCHEMAS / "alto-4-4.xsd"))
+def alto_schema() -> etree.XMLSchema | None:
+    if not ALTO_XSD.is_file():
+        return None
+    tree = etree.parse(str(ALTO_XSD))
     for imported in tree.getroot().iter("{http://www.w3.org/2001/XMLSchema}import"):
         if imported.get("schemaLocation") == XLINK_REMOTE:
             imported.set("schemaLocation", (SCHEMAS / "xlink.xsd").as_uri())
@@ -50,7 +68,13 @@ def check_json(data: bytes) -> dict[str, Any]:
 def check_alto(data: bytes) -> etree._Element:
     root = etree.fromstring(data)
     schema = alto_schema()
-    assert schema.validate(root), schema.error_log
+    if schema is not None:
+        assert schema.validate(root), schema.error_log
+        return root
+    assert root.tag == f"{{{ALTO_NS}}}alto", root.tag
+    for string in root.iter(f"{{{ALTO_NS}}}String"):
+        missing = [name for name in STRING_ATTRIBUTES if string.get(name) is None]
+        assert not missing, (missing, etree.tostring(string))
     return root
 
 
