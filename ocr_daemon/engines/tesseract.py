@@ -120,7 +120,10 @@ def _result(read: list[tuple[str, PageLayout]]) -> OcrResult:
 
 
 def _word(item: Any) -> Word | None:
-    text = item.GetUTF8Text(tesserocr.RIL.WORD)
+    try:
+        text = item.GetUTF8Text(tesserocr.RIL.WORD)
+    except RuntimeError:  # "No text returned": a blank page's iterator yields one empty element
+        return None
     box = _box(item, tesserocr.RIL.WORD)
     if not text or not text.strip() or box is None:
         return None
