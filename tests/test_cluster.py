@@ -30,7 +30,7 @@ from ocr_daemon.pool import LocalSlot
 from tests.harness import DOUBLE, files_under, subprocess_env, wait_for, wait_or_dump
 from tests.netns import Lab, LabUnavailable, check_prerequisites
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.serial]
 
 
 class Node:

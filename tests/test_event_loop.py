@@ -28,6 +28,7 @@ from ocr_daemon.errors import WorkerTimeout
 from ocr_daemon.pool import LocalSlot
 from tests.harness import DaemonProcess, files_under, make_config, start, wait_for, write_config
 
+pytestmark = pytest.mark.serial  # it measures the loop: alone, not beside other tests
 WATCHDOG_USEC = 2_000_000  # the daemon pings every 1 s
 RHYTHM_SLACK_SECONDS = 0.2
 SLOW_CALLBACK_SECONDS = 0.05

@@ -53,7 +53,7 @@ from ocr_daemon import safefs
 from tests import hostile_files as hf
 from tests.harness import DaemonProcess, start, write_config
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.serial]
 
 FORMATS = {"PNG": b".png", "JPEG": b".jpg", "TIFF": b".tif", "BMP": b".bmp", "GIF": b".gif"}
 PIECES = [b"caf\xe9", b"\xff\xfe", b"tab\t", b"new\nline", b"-", b" sp ", b"back\\x", b"UP", b"z"]

@@ -30,7 +30,7 @@ from tests.nspawn import (
 )
 
 # The first test also pays for the cold rootfs build (1-3 min on a busy 2-core host) and install.
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.slow, pytest.mark.serial, pytest.mark.timeout(900)]
 
 ROOT = Path(__file__).resolve().parents[1]
 UNIT = "ocr-daemon.service"
