@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import NoReturn, TextIO
 
 from ocr_daemon import overrides
-from ocr_daemon.config import Config, load_config
+from ocr_daemon.config import INSTALLED_CONFIG, Config, default_config_path, load_config
 from ocr_daemon.errors import ExitCode, InputError, OcrDaemonError, UsageError
 
 PROG = "ocr-daemon"
@@ -89,7 +89,14 @@ def run_status(args: argparse.Namespace, config: Config) -> int:
 
     text, running = render(read_status(config.state_dir), config.state_dir)
     print(text)
+    print(f"  config: {_config_name(config)}; state directory: {config.state_dir}")
     return ExitCode.OK if running else ExitCode.NOT_RUNNING
+
+
+def _config_name(config: Config) -> str:
+    if config.source is not None:
+        return str(config.source)
+    return f"none ({INSTALLED_CONFIG} does not exist), so the built-in defaults"
 
 
 def _check_arguments(parser: argparse.ArgumentParser) -> None:
@@ -158,7 +165,12 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, command in COMMANDS.items():
         sub = subparsers.add_parser(name, help=command.help, description=command.help)
-        sub.add_argument("--config", type=Path, metavar="PATH", help="TOML config file")
+        sub.add_argument(
+            "--config",
+            type=Path,
+            metavar="PATH",
+            help=f"TOML config file (default: {INSTALLED_CONFIG} if it exists, else built-in)",
+        )
         command.add_arguments(sub)
     return parser
 
@@ -167,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         command = COMMANDS[args.command]
-        config = load_config(args.config)
+        config = load_config(args.config if args.config is not None else default_config_path())
         if hasattr(args, "set_inbox"):
             config = overrides.apply(config, args)
         if command.logs:

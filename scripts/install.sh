@@ -4,13 +4,16 @@
 #     native libraries (OpenSSL 1.1 for the engine) in $PREFIX/native;
 #   - /etc/ocr-daemon/ocr-daemon.toml from config/ocr-daemon.toml with the folders pointed at
 #     /var/lib/ocr-daemon/... (an existing config is kept untouched);
-#   - the unit files, the sysusers.d and tmpfiles.d snippets; then creates the user and the
-#     folders and reloads systemd when it is running.
+#   - the unit files (ocr-daemon, ocr-daemon@, ocr-daemon-worker), the sysusers.d and tmpfiles.d
+#     snippets; then creates the user and the folders and reloads systemd when it is running;
+#   - $BINDIR/ocr-daemon, a symlink to the venv's command, so `ocr-daemon status` works on PATH
+#     (without --config it reads /etc/ocr-daemon/ocr-daemon.toml).
 # It never enables or starts the service: it prints the line that does.
 #
 # Environment overrides (defaults in brackets):
 #   PREFIX [/opt/ocr-daemon]  CONFDIR [/etc/ocr-daemon]  UNITDIR [/etc/systemd/system]
 #   SYSUSERSDIR [/etc/sysusers.d]  TMPFILESDIR [/etc/tmpfiles.d]  PYTHON [first python3.x >= 3.11]
+#   BINDIR [/usr/local/bin]
 # pip honours its own environment too, e.g. PIP_NO_INDEX=1 PIP_FIND_LINKS=/wheels for an offline
 # install from a wheelhouse.
 set -euo pipefail
@@ -22,6 +25,7 @@ CONFDIR=${CONFDIR:-/etc/ocr-daemon}
 UNITDIR=${UNITDIR:-/etc/systemd/system}
 SYSUSERSDIR=${SYSUSERSDIR:-/etc/sysusers.d}
 TMPFILESDIR=${TMPFILESDIR:-/etc/tmpfiles.d}
+BINDIR=${BINDIR:-/usr/local/bin}
 DATADIR=/var/lib/ocr-daemon  # the folders in the units and tmpfiles snippet; not configurable here
 
 say() { printf 'install: %s\n' "$*"; }
@@ -59,6 +63,13 @@ tar -C "$src" --exclude=./.venv --exclude=./.git --exclude=./var --exclude='*.eg
 say "installing ocr-daemon from $src into $PREFIX"
 "$PREFIX/bin/python" -m pip install -q --disable-pip-version-check --no-cache-dir --upgrade "$work"
 [ -x "$PREFIX/bin/ocr-daemon" ] || die "pip did not install $PREFIX/bin/ocr-daemon"
+# On PATH through a symlink, never over a command that is not ours.
+if [ -e "$BINDIR/ocr-daemon" ] && [ ! -L "$BINDIR/ocr-daemon" ]; then
+  say "warning: left $BINDIR/ocr-daemon alone (not a symlink); the command is $PREFIX/bin/ocr-daemon"
+else
+  install -d -m 0755 "$BINDIR"
+  ln -sfn "$PREFIX/bin/ocr-daemon" "$BINDIR/ocr-daemon"
+fi
 
 # 2. Native libraries next to the venv (the daemon's runtime module preloads them from there).
 PYTHON="$PREFIX/bin/python" bash "$src/scripts/provision-native.sh" "$PREFIX/native"
@@ -120,7 +131,7 @@ PY
 fi
 
 # 5. The units, pointing at $PREFIX and $CONFDIR if those were overridden.
-for unit in ocr-daemon.service ocr-daemon@.service; do
+for unit in ocr-daemon.service ocr-daemon@.service ocr-daemon-worker.service; do
   sed -e "s|/opt/ocr-daemon/|$PREFIX/|g" -e "s|/etc/ocr-daemon/|$CONFDIR/|g" \
       "$src/systemd/$unit" > "$work/$unit"
   install -D -m 0644 "$work/$unit" "$UNITDIR/$unit"

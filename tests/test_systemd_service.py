@@ -146,6 +146,21 @@ def test_install_puts_everything_in_place(box: Container) -> None:
     assert show(box, UNIT, "LoadState")["LoadState"] == "loaded"
 
 
+def test_the_command_is_on_path_and_reads_the_installed_config(box: Container) -> None:
+    """Issue 17 item 5: `ocr-daemon` on PATH after install; without --config it reads the
+    installed config, and the service user can run status and check against it."""
+    link = box.run("readlink", "/usr/local/bin/ocr-daemon").stdout.strip()
+    assert link == "/opt/ocr-daemon/bin/ocr-daemon"
+    proc = box.run("runuser", "-u", "ocr-daemon", "--", "ocr-daemon", "status", check=False)
+    assert proc.returncode == 3, proc.stderr  # installed, not started: not running
+    assert f"  config: {CONFIG}; state directory: {DATA}/state" in proc.stdout.splitlines()
+    check = box.run(
+        "sh", "-c", f"cd {DATA} && runuser -u ocr-daemon -- ocr-daemon check", check=False
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert show(box, "ocr-daemon-worker.service", "LoadState")["LoadState"] == "loaded"
+
+
 def test_installed_units_verify_cleanly(box: Container) -> None:
     box.run("cp", CONFIG, "/etc/ocr-daemon/second.toml")
     proc = box.run("systemd-analyze", "verify", UNIT, "ocr-daemon@second.service", check=False)
@@ -389,6 +404,13 @@ def test_reinstall_keeps_the_config_and_uninstall_keeps_the_data(box: Container)
     box.run("systemctl", "enable", "--now", "ocr-daemon.service", check=False)
     out = box.run("bash", "/src/scripts/uninstall.sh").stdout
     assert "Kept: /etc/ocr-daemon" in out
+    assert box.run("test", "-e", "/usr/local/bin/ocr-daemon", check=False).returncode != 0
+    assert (
+        box.run(
+            "test", "-e", "/etc/systemd/system/ocr-daemon-worker.service", check=False
+        ).returncode
+        != 0
+    )
     assert box.run("test", "-e", "/opt/ocr-daemon", check=False).returncode != 0
     assert show(box, UNIT, "LoadState", "ActiveState") == {
         "LoadState": "not-found",

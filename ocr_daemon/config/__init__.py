@@ -2,7 +2,13 @@
 (`values`), per-folder `[[rules]]` (`rules`) and the `languages` vocabulary. This module
 re-exports the public surface."""
 
-from ocr_daemon.config.loader import LICENSE_ENV, convert_value, load_config
+from ocr_daemon.config.loader import (
+    INSTALLED_CONFIG,
+    LICENSE_ENV,
+    convert_value,
+    default_config_path,
+    load_config,
+)
 from ocr_daemon.config.schema import (
     AsposeSettings,
     ClusterSettings,
@@ -14,6 +20,7 @@ from ocr_daemon.config.schema import (
 )
 
 __all__ = [
+    "INSTALLED_CONFIG",
     "LICENSE_ENV",
     "AsposeSettings",
     "ClusterSettings",
@@ -23,5 +30,6 @@ __all__ = [
     "aspose_mode_problem",
     "check_relationships",
     "convert_value",
+    "default_config_path",
     "load_config",
 ]

@@ -20,6 +20,8 @@ from ocr_daemon.config.values import converter_for
 from ocr_daemon.errors import ConfigError
 
 LICENSE_ENV = "OCR_DAEMON_LICENSE_FILE"
+# Where `make install` writes the config: a command given no --config reads it when it exists.
+INSTALLED_CONFIG = Path("/etc/ocr-daemon/ocr-daemon.toml")
 
 
 _PATH_KEYS = {
@@ -47,6 +49,12 @@ def load_config(path: Path | None) -> Config:
     config = _apply_env(config)
     check_relationships(config, where)
     return config
+
+
+def default_config_path(installed: Path = INSTALLED_CONFIG) -> Path | None:
+    """The config a command reads without --config: the installed one if it exists, else None
+    (the built-in defaults, which put every folder under /var/lib/ocr-daemon)."""
+    return installed if installed.exists() else None
 
 
 def convert_value(key: str, value: Any, name: str) -> Any:
