@@ -195,9 +195,9 @@ def test_an_input_rewritten_after_its_sidecar_gets_one_sidecar_for_its_new_bytes
     rewritten: list[Path] = []
 
     def write_then_writer_goes_on(
-        self: Outputs, job: JobRecord, root: Path, rel: PurePosixPath, data: bytes
+        self: Outputs, job: JobRecord, root: Path, rel: PurePosixPath, data: bytes, *, mode: int
     ) -> bool:
-        published = write(self, job, root, rel, data)
+        published = write(self, job, root, rel, data, mode=mode)
         if not rewritten:
             rewritten.append(path)
             with path.open("ab") as fh:
