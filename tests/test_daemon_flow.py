@@ -7,12 +7,12 @@ import os
 import threading
 import time
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 import pytest
 from structlog.testing import capture_logs
 
 from ocr_daemon.daemon import Daemon
-from ocr_daemon.engines.base import OcrResult
 from ocr_daemon.errors import AlreadyRunning
 from ocr_daemon.journal import JobRecord, Journal
 from ocr_daemon.outputs import Outputs
@@ -158,10 +158,10 @@ def test_stop_during_a_commit_still_logs_and_counts_its_outcome(
     committing = threading.Event()
     commit_success = Outputs.commit_success
 
-    def slow_commit(self: Outputs, record: JobRecord, result: OcrResult) -> PurePosixPath:
+    def slow_commit(self: Outputs, record: JobRecord, *args: Any, **kwargs: Any) -> PurePosixPath:
         committing.set()
         time.sleep(0.5)  # the stop arrives now
-        return commit_success(self, record, result)
+        return commit_success(self, record, *args, **kwargs)
 
     monkeypatch.setattr(Outputs, "commit_success", slow_commit)
     drop(config.inbox, "a.png")
