@@ -201,7 +201,8 @@ class Dispatcher:
                 return
             self.in_hand.add(slot.index)
             try:
-                await self._follow(job, await self._process(slot, job), slot)
+                outcome = await self._process(slot, job)
+                await self._follow(job, outcome, slot)
             except Exception as exc:  # a bug, not a bad file: exit rather than run half-blind
                 self.busy.discard(job.record.rel)
                 self.hooks.fatal(
