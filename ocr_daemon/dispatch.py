@@ -2,16 +2,22 @@
 what follows a result — commit, retry with backoff, or fail.
 
 A file enters with `enqueue` (the watcher's `emit`) and is *busy* until it has an outcome, so it
-is never queued twice. Permanent input errors fail at once; worker crashes and timeouts are
-retried up to ``max_attempts``; outputs that cannot be written now (not writable, disk full) are
-retried with backoff while the input stays where it is. Commits run off the event loop.
+is never queued twice. Its job carries the file's effective configuration (the first matching
+per-folder rule merged over the defaults), worked out once as the job is made. Each job is a
+recipe of two steps: `_process` recognises it and returns an `Outcome` value, and `_follow` acts
+on that value. Permanent input errors fail at once (`Failed`); worker crashes and timeouts are
+retried up to ``max_attempts`` (`Retry`, then `Failed`). A `Succeeded` or `Failed` outcome is
+written by `commit`, off the event loop; outputs that cannot be written now (not writable, disk
+full) keep the same outcome and are retried with backoff by one loop while the input stays where
+it is.
 
 A verdict a partial file can also produce (corrupt, unsupported, empty, engine error) stands only
 once the file has been unchanged for ``corrupt_grace_seconds``: a scanner writing over SMB, FTP or
 NFS stalls mid-file for seconds, and the file it is still writing must not be moved to failed/.
-Until then the verdict is *held*: the file goes back to the watcher to settle, due again when the
-window has passed. If it changed meanwhile it is recognised anew; if not, the held verdict (given
-on these very bytes: same size, mtime and inode) is committed without recognising them again.
+Until then the verdict is *held* (`Deferred`): the file goes back to the watcher to settle, due
+again when the window has passed. If it changed meanwhile it is recognised anew; if not, the held
+verdict (given on these very bytes: same size, mtime and inode) is committed without recognising
+them again.
 """
 
 from __future__ import annotations
@@ -20,9 +26,10 @@ import asyncio
 import dataclasses
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
+from typing import Any, assert_never
 
 import structlog
 
@@ -55,9 +62,17 @@ MAX_HELD = 10_000  # held verdicts remembered; one forgotten only means recognis
 
 @dataclass
 class Job:
+    """One file on its way to an outcome, with the configuration that applies to it."""
+
     record: JobRecord
+    effective: Config  # the config with this file's per-folder rule (if any) merged in
+    engine: EngineSettings | None  # how to recognise it, when its rule chooses; else the slot's
     first_seen: float = field(default_factory=time.time)
     commit_tries: int = 0
+
+    @property
+    def rendering(self) -> Rendering:
+        return Rendering(self.effective.outputs, self.effective.pdf_format == "pdfa-2b")
 
 
 @dataclass(frozen=True)
@@ -68,6 +83,50 @@ class Held:
     error: InputError
     since: float  # time.monotonic() when this verdict on this identity was first held
     first_seen: float
+
+
+# -- outcomes: what `_process` returns and `_follow` acts on -------------------------------------
+
+
+@dataclass(frozen=True)
+class Succeeded:
+    recognized: Recognized
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Failed:
+    error: OcrDaemonError
+    attempts: int
+
+
+@dataclass(frozen=True)
+class Deferred:
+    """A verdict held while the file may still be being written: settle it again later."""
+
+    held: Held
+    stat: os.stat_result
+    unchanged_seconds: float
+    recheck_in_seconds: float
+
+
+@dataclass(frozen=True)
+class Retry:
+    """A worker crash or timeout with attempts left: recognise the file again later."""
+
+    error: TransientError
+    attempts: int
+
+
+@dataclass(frozen=True)
+class Fatal:
+    """The engine can no longer start: nothing more can be done."""
+
+    error: OcrDaemonError
+
+
+Outcome = Succeeded | Failed | Deferred | Retry | Fatal
+FinalOutcome = Succeeded | Failed  # the outcomes `commit` writes
 
 
 @dataclass
@@ -123,7 +182,13 @@ class Dispatcher:
                 log.error("journal.recovery_failed", path=str(rel), error=str(exc))
                 return
         self.busy.add(rel)
-        await self.queue.put(Job(record))
+        await self.queue.put(self._job(record))
+
+    def _job(self, record: JobRecord) -> Job:
+        """The job for `record`, with the configuration its path gets, worked out once."""
+        effective, rule = self.config.for_path(record.rel)
+        engine = EngineSettings.of(effective) if rule and rule.sets_engine() else None
+        return Job(record, effective, engine)
 
     # -- dispatch ------------------------------------------------------------------------------
 
@@ -136,7 +201,8 @@ class Dispatcher:
                 return
             self.in_hand.add(slot.index)
             try:
-                await self._process(slot, job)
+                outcome = await self._process(slot, job)
+                await self._follow(job, outcome, slot)
             except Exception as exc:  # a bug, not a bad file: exit rather than run half-blind
                 self.busy.discard(job.record.rel)
                 self.hooks.fatal(
@@ -147,72 +213,51 @@ class Dispatcher:
                 self.in_hand.discard(slot.index)
             self.hooks.outcome()
 
-    async def _process(self, slot: Slot, job: Job) -> None:
+    async def _process(self, slot: Slot, job: Job) -> Outcome:
+        """Recognise the job's file (or take the verdict held on these very bytes)."""
         held = self.held.pop(job.record.rel, None)
         if held is not None and held.identity == job.record.identity:
             job.first_seen = held.first_seen
-            await self._judge(job, held.error, slot, held)  # the same bytes: no need to re-read
-            return
+            return await self._judge(job, held.error, held)  # the same bytes: no need to re-read
         path = self.config.inbox / job.record.rel
-        effective, rule = self.config.for_path(job.record.rel)
-        settings = EngineSettings.of(effective) if rule and rule.sets_engine() else None
-        rendering = Rendering(effective.outputs, effective.pdf_format == "pdfa-2b")
+        timeout_s = job.effective.ocr_timeout_seconds
         started = time.monotonic()
         try:
-            result = await slot.run(
-                job.record.id, path, effective.ocr_timeout_seconds, settings, rendering
-            )
+            recognized = await slot.run(job.record.id, path, timeout_s, job.engine, job.rendering)
         except InputError as exc:
-            await self._judge(job, exc, slot, None)
+            return await self._judge(job, exc, None)
         except TransientError as exc:
-            await self._retry_or_fail(job, exc, slot)
-        except OcrDaemonError as exc:  # the engine can no longer start: nothing can be done
-            self.busy.discard(job.record.rel)
-            self.hooks.fatal(exc)
-        else:
-            await self._succeed(job, result, slot, time.monotonic() - started, rendering)
+            return await self._retry_or_fail(job, exc)
+        except OcrDaemonError as exc:
+            return Fatal(exc)
+        return Succeeded(recognized, time.monotonic() - started)
 
-    # -- outcomes ------------------------------------------------------------------------------
+    async def _follow(self, job: Job, outcome: Outcome, slot: Slot) -> None:
+        """Act on an outcome: commit it, hold it, recognise the file again later, or stop."""
+        match outcome:
+            case Succeeded() | Failed():
+                await self.commit(job, outcome, slot)
+            case Deferred():
+                self._defer(job, outcome, slot)
+            case Retry():
+                self._retry(job, outcome, slot)
+            case Fatal():
+                self.busy.discard(job.record.rel)
+                self.hooks.fatal(outcome.error)
+            case _:
+                assert_never(outcome)
 
-    async def _succeed(
-        self, job: Job, recognized: Recognized, slot: Slot, seconds: float, rendering: Rendering
-    ) -> None:
-        result = recognized.result
-        sidecar = await self._commit(
-            job,
-            lambda: self.outputs.commit_success(job.record, result, rendering, recognized.renders),
-            again=lambda: self._succeed(job, recognized, slot, seconds, rendering),
-        )
-        if sidecar is None:
-            return
-        self.counts.done += 1
-        empty = result.empty_pages
-        (log.warning if empty else log.info)(
-            "file.done", path=str(job.record.rel), sidecar=str(sidecar), pages=result.page_count,
-            chars=result.chars, seconds=round(seconds, 3), attempt=job.record.attempts + 1,
-            worker=slot.pid, evaluation_mode=result.evaluation_mode,
-            outputs=list(rendering.formats),
-            **_empty_pages_fields(empty, result),
-        )  # fmt: skip
+    # -- deciding the outcome ------------------------------------------------------------------
 
-    async def _judge(self, job: Job, error: InputError, slot: Slot, held: Held | None) -> None:
+    async def _judge(self, job: Job, error: InputError, held: Held | None) -> Failed | Deferred:
         """A permanent verdict: fail the input now, or hold the verdict while it may grow."""
         due = await asyncio.to_thread(self._grace_left, job, error, held)
         if due is None:
-            await self._fail(job, error, slot, job.record.attempts + 1)
-            return
+            return Failed(error, job.record.attempts + 1)
         st, unchanged_s, left_s = due
-        rel = job.record.rel
         since = held.since if held else time.monotonic()
-        self._remember_held(rel, Held(job.record.identity, error, since, job.first_seen))
-        self.busy.discard(rel)
-        log.info(
-            "file.verdict_deferred", path=str(rel), reason=error.reason, error=error.message,
-            why="the file may still be being written", unchanged_seconds=round(unchanged_s, 1),
-            corrupt_grace_seconds=self.config.corrupt_grace_seconds,
-            recheck_in_seconds=round(left_s, 1), worker=slot.pid,
-        )  # fmt: skip
-        self.hooks.hold(rel, st, left_s)
+        verdict = Held(job.record.identity, error, since, job.first_seen)
+        return Deferred(verdict, st, unchanged_s, left_s)
 
     def _grace_left(
         self, job: Job, error: InputError, held: Held | None
@@ -233,37 +278,70 @@ class Dispatcher:
         unchanged = max(changed_ago, held_for, 0.0)
         return None if unchanged >= grace else (st, unchanged, grace - unchanged)
 
+    async def _retry_or_fail(self, job: Job, error: TransientError) -> Retry | Failed:
+        attempts = await asyncio.to_thread(self.journal.add_attempt, job.record.id)
+        job.record = dataclasses.replace(job.record, attempts=attempts)
+        if attempts >= self.config.max_attempts:
+            return Failed(error, attempts)
+        return Retry(error, attempts)
+
+    # -- acting on it --------------------------------------------------------------------------
+
+    def _defer(self, job: Job, deferred: Deferred, slot: Slot) -> None:
+        rel, error = job.record.rel, deferred.held.error
+        self._remember_held(rel, deferred.held)
+        self.busy.discard(rel)
+        log.info(
+            "file.verdict_deferred", path=str(rel), reason=error.reason, error=error.message,
+            why="the file may still be being written",
+            unchanged_seconds=round(deferred.unchanged_seconds, 1),
+            corrupt_grace_seconds=self.config.corrupt_grace_seconds,
+            recheck_in_seconds=round(deferred.recheck_in_seconds, 1), worker=slot.pid,
+        )  # fmt: skip
+        self.hooks.hold(rel, deferred.stat, deferred.recheck_in_seconds)
+
     def _remember_held(self, rel: PurePosixPath, held: Held) -> None:
         self.held[rel] = held
         while len(self.held) > MAX_HELD:
             del self.held[next(iter(self.held))]
 
-    async def _fail(self, job: Job, error: OcrDaemonError, slot: Slot, attempts: int) -> None:
-        engine = f"{slot.info.name} {slot.info.version}" if slot.info else self.config.engine
-        failure = Failure(error, attempts, job.first_seen, engine)
-        record = await self._commit(
-            job,
-            lambda: self.outputs.commit_failure(job.record, failure),
-            again=lambda: self._fail(job, error, slot, attempts),
-        )
-        if record is None:
-            return
-        self.counts.failed += 1
-        self.counts.last_error = f"{job.record.rel}: {error.reason}"
-        log.error(
-            "file.failed", path=str(job.record.rel), reason=error.reason, error=error.message,
-            record=str(record), attempts=attempts, worker=slot.pid,
+    def _retry(self, job: Job, retry: Retry, slot: Slot) -> None:
+        delay = self._backoff(retry.attempts)
+        self.counts.retries += 1
+        log.warning(
+            "file.retry", path=str(job.record.rel), reason=retry.error.reason,
+            error=retry.error.message, attempt=retry.attempts, retry_in_seconds=delay,
+            worker=slot.pid,
         )  # fmt: skip
+        self._later(self._requeue(job, delay))
 
-    async def _commit(
-        self,
-        job: Job,
-        write: Callable[[], PurePosixPath],
-        again: Callable[[], Awaitable[None]],
-    ) -> PurePosixPath | None:
-        """Run an outcome's writes off the loop; None when it cannot be finished now."""
+    async def _requeue(self, job: Job, delay: float) -> None:
+        await asyncio.sleep(delay)
+        await self.queue.put(job)
+
+    # -- committing ----------------------------------------------------------------------------
+
+    async def commit(self, job: Job, outcome: FinalOutcome, slot: Slot) -> None:
+        """Write the outcome now; when the outputs cannot be written now (not writable, full),
+        keep it and try again with backoff in the background while the input stays put."""
+        error = await self._write(job, outcome, slot)
+        if error is not None and self._may_retry(job, error):
+            self._later(self._commit_with_backoff(job, outcome, slot))
+
+    async def _commit_with_backoff(self, job: Job, outcome: FinalOutcome, slot: Slot) -> None:
+        """The one retry loop of a commit: wait, write the same outcome again, until it is
+        written (or `once` gives up)."""
+        while True:
+            await asyncio.sleep(self._backoff(job.commit_tries))
+            error = await self._write(job, outcome, slot)
+            if error is None or not self._may_retry(job, error):
+                return
+
+    async def _write(self, job: Job, outcome: FinalOutcome, slot: Slot) -> OutputError | None:
+        """One try at committing the outcome off the loop, then its canonical event; the error
+        when the outputs cannot be written now."""
         try:
-            written = await asyncio.to_thread(write)
+            written = await asyncio.to_thread(self._commit_in_thread, job, outcome, slot)
         except InputChanged as exc:
             await self._input_changed(job, exc)
             return None
@@ -273,28 +351,26 @@ class Dispatcher:
                         reason="its outcome is already committed")  # fmt: skip
             return None
         except OutputError as exc:
-            self._retry_commit(job, again, exc)
-            return None
+            return exc
         self.busy.discard(job.record.rel)
-        return written
+        if isinstance(outcome, Succeeded):
+            self._done(job, outcome, slot, written)
+        else:
+            self._failed(job, outcome, slot, written)
+        return None
 
-    async def _retry_or_fail(self, job: Job, error: TransientError, slot: Slot) -> None:
-        attempts = await asyncio.to_thread(self.journal.add_attempt, job.record.id)
-        job.record = dataclasses.replace(job.record, attempts=attempts)
-        if attempts >= self.config.max_attempts:
-            await self._fail(job, error, slot, attempts)
-            return
-        delay = self._backoff(attempts)
-        self.counts.retries += 1
-        log.warning(
-            "file.retry", path=str(job.record.rel), reason=error.reason, error=error.message,
-            attempt=attempts, retry_in_seconds=delay, worker=slot.pid,
-        )  # fmt: skip
-        self._later(delay, lambda: self.queue.put(job))
+    def _commit_in_thread(self, job: Job, outcome: FinalOutcome, slot: Slot) -> PurePosixPath:
+        if isinstance(outcome, Succeeded):
+            recognized = outcome.recognized
+            return self.outputs.commit_success(
+                job.record, recognized.result, job.rendering, recognized.renders,
+                effective=job.effective,
+            )  # fmt: skip
+        engine = f"{slot.info.name} {slot.info.version}" if slot.info else self.config.engine
+        failure = Failure(outcome.error, outcome.attempts, job.first_seen, engine)
+        return self.outputs.commit_failure(job.record, failure, effective=job.effective)
 
-    def _retry_commit(
-        self, job: Job, again: Callable[[], Awaitable[None]], error: OutputError
-    ) -> None:
+    def _may_retry(self, job: Job, error: OutputError) -> bool:
         """Outputs not writable or full: keep the result, try again later; input stays put."""
         job.commit_tries += 1
         delay = self._backoff(job.commit_tries)
@@ -306,8 +382,29 @@ class Dispatcher:
         if self.once and job.commit_tries >= self.config.max_attempts:
             self.busy.discard(job.record.rel)  # `once` gives up; the input stays in the inbox
             self.counts.failed += 1
-            return
-        self._later(delay, again)
+            return False
+        return True
+
+    def _done(self, job: Job, outcome: Succeeded, slot: Slot, sidecar: PurePosixPath) -> None:
+        self.counts.done += 1
+        result = outcome.recognized.result
+        empty = result.empty_pages
+        (log.warning if empty else log.info)(
+            "file.done", path=str(job.record.rel), sidecar=str(sidecar), pages=result.page_count,
+            chars=result.chars, seconds=round(outcome.seconds, 3), attempt=job.record.attempts + 1,
+            worker=slot.pid, evaluation_mode=result.evaluation_mode,
+            outputs=list(job.rendering.formats),
+            **_empty_pages_fields(empty, result),
+        )  # fmt: skip
+
+    def _failed(self, job: Job, outcome: Failed, slot: Slot, record: PurePosixPath) -> None:
+        error = outcome.error
+        self.counts.failed += 1
+        self.counts.last_error = f"{job.record.rel}: {error.reason}"
+        log.error(
+            "file.failed", path=str(job.record.rel), reason=error.reason, error=error.message,
+            record=str(record), attempts=outcome.attempts, worker=slot.pid,
+        )  # fmt: skip
 
     async def _input_changed(self, job: Job, exc: InputChanged) -> None:
         rel = job.record.rel
@@ -323,12 +420,9 @@ class Dispatcher:
         base = self.config.retry_backoff_seconds
         return float(min(MAX_BACKOFF_SECONDS, base * 2 ** max(0, attempt - 1)))
 
-    def _later(self, delay: float, action: Callable[[], Awaitable[None]]) -> None:
-        async def run() -> None:
-            await asyncio.sleep(delay)
-            await action()
-
-        task = asyncio.create_task(run())
+    def _later(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run `work` in the background, counted as delayed (not idle) until it ends."""
+        task = asyncio.create_task(work)
         self.delayed.add(task)
         task.add_done_callback(self.delayed.discard)
 

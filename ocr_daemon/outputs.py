@@ -10,6 +10,10 @@ written to a durable temp file, the journal marks the set staged, then each is l
 crash before the mark undoes the set, after it finishes it. Every outcome is reserved in the journal
 before anything is written and is finished by `finish` — also after a crash, from the journal alone
 — so each input ends with exactly one sidecar or one failure record.
+
+The settings that apply to an input (``on_success``, ``output_mode``) are those of its effective
+config, which the dispatcher's job carries with the outcome; only an outcome finished from the
+journal alone (after a crash) works it out here.
 """
 
 from __future__ import annotations
@@ -78,11 +82,15 @@ class Outputs:
         result: OcrResult,
         rendering: Rendering = TXT_ONLY,
         renders: dict[str, bytes] | None = None,
+        *,
+        effective: Config | None = None,
     ) -> PurePosixPath:
         """Write the sidecar (or the set of outputs `rendering` names, `renders` holding the
         bytes of all but the txt), dispose of the input; returns the path under the outbox of
-        the sidecar (of the set's first member)."""
-        resumed = self._resume(job)
+        the sidecar (of the set's first member). `effective` is the config for this input (the
+        dispatcher's job carries it), worked out here when not given."""
+        effective = self._config_for(job, effective)
+        resumed = self._resume(job, effective)
         if resumed is not None:
             return resumed
         self._check_unchanged(job)
@@ -91,30 +99,29 @@ class Outputs:
         data = result.text.encode("utf-8", "backslashreplace")
         if rendering.formats != ("txt",):
             contents = {"txt": data, **(renders or {})}
-            return self._commit_set(job, {name: contents[name] for name in rendering.formats})
+            chosen = {name: contents[name] for name in rendering.formats}
+            return self._commit_set(job, chosen, effective)
         for _ in range(NAME_TRIES):
             with self._naming:
                 sidecar = self._free_name(self.config.outbox, job.rel.with_suffix(".txt"))
-                moved = None
-                if self._config_for(job).on_success == "move":
-                    moved = self._free_name(self.config.processed, job.rel)
+                moved = self._free_processed_name(job.rel, effective)
                 self._reserve(job, "done", sidecar, moved)
-            if self._write(job, self.config.outbox, sidecar, data):
-                self._dispose(job, "done", (sidecar,), moved)
+            if self._write(job, self.config.outbox, sidecar, data, mode=effective.output_mode):
+                self._dispose(job, "done", (sidecar,), moved, effective)
                 return sidecar
         raise self._names_keep_vanishing(job, self.config.outbox)
 
-    def _commit_set(self, job: JobRecord, contents: dict[str, bytes]) -> PurePosixPath:
+    def _commit_set(
+        self, job: JobRecord, contents: dict[str, bytes], effective: Config
+    ) -> PurePosixPath:
         for _ in range(NAME_TRIES):
             with self._naming:
                 names = self._free_set(job.rel, tuple(contents))
-                moved = None
-                if self._config_for(job).on_success == "move":
-                    moved = self._free_name(self.config.processed, job.rel)
+                moved = self._free_processed_name(job.rel, effective)
                 members = tuple(names.values())
                 self._reserve(job, "done", members[0], moved, members=members)
-            if self._publish_set(job, names, contents):
-                self._dispose(job, "done", members, moved)
+            if self._publish_set(job, names, contents, effective.output_mode):
+                self._dispose(job, "done", members, moved, effective)
                 return members[0]
         raise self._names_keep_vanishing(job, self.config.outbox)
 
@@ -132,12 +139,15 @@ class Outputs:
         raise OSError(f"no free name for {rel} under {self.config.outbox}")
 
     def _publish_set(
-        self, job: JobRecord, names: dict[str, PurePosixPath], contents: dict[str, bytes]
+        self,
+        job: JobRecord,
+        names: dict[str, PurePosixPath],
+        contents: dict[str, bytes],
+        mode: int,
     ) -> bool:
         """Stage every member, mark the set staged, link each; False (set undone, job active
         again) when someone else created one of the names since they were chosen."""
         root, folder = self.config.outbox, next(iter(names.values())).parent
-        mode = self._config_for(job).output_mode
         try:
             for name, data in contents.items():
                 safefs.stage_new(root, folder, _member_tag(job.id, name), data, mode)
@@ -198,9 +208,12 @@ class Outputs:
         self._undo_set(job.id, names)
         return False
 
-    def commit_failure(self, job: JobRecord, failure: Failure) -> PurePosixPath:
+    def commit_failure(
+        self, job: JobRecord, failure: Failure, *, effective: Config | None = None
+    ) -> PurePosixPath:
         """Move the input to failed/ with its error record; returns the record's path."""
-        resumed = self._resume(job)
+        effective = self._config_for(job, effective)
+        resumed = self._resume(job, effective)
         if resumed is not None:
             return resumed
         self._check_unchanged(job)
@@ -209,21 +222,24 @@ class Outputs:
                 moved = self._free_failed_name(job.rel)
                 record = moved.with_name(safefs.fit_name(moved.name, ERROR_SUFFIX))
                 self._reserve(job, "failed", record, moved, failure.error.reason)
-            if self._write(job, self.config.failed, record, _error_record(job, failure, moved)):
-                self._dispose(job, "failed", (record,), moved)
+            data = _error_record(job, failure, moved)
+            if self._write(job, self.config.failed, record, data, mode=effective.output_mode):
+                self._dispose(job, "failed", (record,), moved, effective)
                 return record
         raise self._names_keep_vanishing(job, self.config.failed)
 
-    def finish(self, job: JobRecord) -> bool:
+    def finish(self, job: JobRecord, effective: Config | None = None) -> bool:
         """Complete an outcome interrupted by a crash or by a failed disposal. False when nothing
         was written yet (the job is active again and will be recognised anew), or when the input
-        changed since: its output is then withdrawn and the file is recognised as it is now."""
+        changed since: its output is then withdrawn and the file is recognised as it is now.
+        After a crash there is only the journal's record: its config is worked out here."""
         assert job.output is not None
+        effective = self._config_for(job, effective)
         if job.members:
             if not self._finish_set(job):
                 return False
             try:
-                self._dispose(job, "done", job.members, job.moved_to)
+                self._dispose(job, "done", job.members, job.moved_to, effective)
             except InputChanged:
                 return False
             return True
@@ -233,18 +249,18 @@ class Outputs:
             self.journal.reopen(job.id)
             return False
         try:
-            self._dispose(job, job.outcome or "done", (job.output,), job.moved_to)
+            self._dispose(job, job.outcome or "done", (job.output,), job.moved_to, effective)
         except InputChanged:
             return False
         return True
 
-    def _resume(self, job: JobRecord) -> PurePosixPath | None:
+    def _resume(self, job: JobRecord, effective: Config) -> PurePosixPath | None:
         """A commit tried again after its output was published but the input could not be moved:
         finish that outcome under its reserved names, never a second output under new ones.
         None: the job is active, commit it; a job already finished raises `AlreadyFinished`."""
         now = self.journal.record(job.id)
         if now is not None and now.state == "committing":
-            return now.output if self.finish(now) else None
+            return now.output if self.finish(now, effective) else None
         if now is None or now.state != "active":
             raise AlreadyFinished(job.rel)
         return None
@@ -262,9 +278,11 @@ class Outputs:
         if not self.journal.reserve(job.id, outcome, output, moved, reason, members=members):
             raise AlreadyFinished(job.rel)
 
-    def _config_for(self, job: JobRecord) -> Config:
-        """The config with the first per-folder rule matching this input merged in."""
-        return self.config.for_path(job.rel)[0]
+    def _config_for(self, job: JobRecord, given: Config | None) -> Config:
+        """The config for this input as its caller carries it (the dispatcher's job), else the
+        config with the first per-folder rule matching it merged in (recovery from the journal
+        alone)."""
+        return given if given is not None else self.config.for_path(job.rel)[0]
 
     def _check_unchanged(self, job: JobRecord) -> None:
         st = safefs.lstat_in(self.config.inbox, job.rel)
@@ -277,6 +295,12 @@ class Outputs:
             if not self._taken(root, candidate):
                 return candidate
         raise OSError(f"no free name for {rel} under {root}")
+
+    def _free_processed_name(self, rel: PurePosixPath, effective: Config) -> PurePosixPath | None:
+        """Where the input goes in processed/, when it is moved there."""
+        return (
+            self._free_name(self.config.processed, rel) if effective.on_success == "move" else None
+        )
 
     def _free_failed_name(self, rel: PurePosixPath) -> PurePosixPath:
         for n in range(1, 100_000):
@@ -291,10 +315,12 @@ class Outputs:
     def _taken(self, root: Path, rel: PurePosixPath) -> bool:
         return safefs.lstat_in(root, rel) is not None or self.journal.is_reserved(rel)
 
-    def _write(self, job: JobRecord, root: Path, rel: PurePosixPath, data: bytes) -> bool:
+    def _write(
+        self, job: JobRecord, root: Path, rel: PurePosixPath, data: bytes, *, mode: int
+    ) -> bool:
         """Publish the output; False when someone else created that name since it was chosen."""
         try:
-            safefs.write_new(root, rel, data, self._config_for(job).output_mode, tag=str(job.id))
+            safefs.write_new(root, rel, data, mode, tag=str(job.id))
         except FileExistsError:
             self.journal.reopen(job.id)
             log.warning("output.name_taken", path=str(job.rel), output=str(rel))
@@ -314,6 +340,7 @@ class Outputs:
         outcome: Outcome,
         outputs: tuple[PurePosixPath, ...],
         moved: PurePosixPath | None,
+        effective: Config,
     ) -> None:
         """Move (or delete, or keep) the input, then mark the outcome finished. An input that
         changed since it was recognised withdraws `outputs` (`InputChanged`): never an outcome
@@ -325,7 +352,7 @@ class Outputs:
                 safefs.move_new(
                     self.config.inbox, job.rel, root, moved, job.identity, tag=str(job.id)
                 )
-            elif self._config_for(job).on_success == "delete":
+            elif effective.on_success == "delete":
                 safefs.unlink_in(self.config.inbox, job.rel, job.identity)
         except safefs.SourceChanged:
             self._withdraw(job, outcome, outputs)

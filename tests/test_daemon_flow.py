@@ -158,10 +158,10 @@ def test_stop_during_a_commit_still_logs_and_counts_its_outcome(
     committing = threading.Event()
     commit_success = Outputs.commit_success
 
-    def slow_commit(self: Outputs, record: JobRecord, *rest: Any) -> PurePosixPath:
+    def slow_commit(self: Outputs, record: JobRecord, *args: Any, **kwargs: Any) -> PurePosixPath:
         committing.set()
         time.sleep(0.5)  # the stop arrives now
-        return commit_success(self, record, *rest)
+        return commit_success(self, record, *args, **kwargs)
 
     monkeypatch.setattr(Outputs, "commit_success", slow_commit)
     drop(config.inbox, "a.png")
@@ -195,9 +195,9 @@ def test_an_input_rewritten_after_its_sidecar_gets_one_sidecar_for_its_new_bytes
     rewritten: list[Path] = []
 
     def write_then_writer_goes_on(
-        self: Outputs, job: JobRecord, root: Path, rel: PurePosixPath, data: bytes
+        self: Outputs, job: JobRecord, root: Path, rel: PurePosixPath, data: bytes, *, mode: int
     ) -> bool:
-        published = write(self, job, root, rel, data)
+        published = write(self, job, root, rel, data, mode=mode)
         if not rewritten:
             rewritten.append(path)
             with path.open("ab") as fh:
