@@ -32,7 +32,7 @@ from ocr_daemon.errors import (
 from ocr_daemon.journal import Journal
 from ocr_daemon.pool import Pool, choose_worker_count
 from ocr_daemon.slots import Slot
-from ocr_daemon.status import Counts, write_status
+from ocr_daemon.status import Counts, Progress, oldest, write_status
 from ocr_daemon.systemd import Notifier
 from ocr_daemon.watcher import InboxWatcher
 
@@ -60,6 +60,7 @@ class Daemon:
         self.force = asyncio.Event()
         self.reload = asyncio.Event()
         self.counts = Counts()
+        self.progress = Progress()
         self.fatal: OcrDaemonError | None = None
         self.journal = Journal(config.state_dir)
         hooks = Hooks(
@@ -256,6 +257,12 @@ class Daemon:
                     log.warning("status.unwritable", error=str(exc))
                 line = ""
             last = line
+            self._report_progress()
+
+    def _report_progress(self) -> None:
+        fields = self.progress.fields(self.counts, time.monotonic())
+        if fields is not None:
+            log.info("progress", **fields)
 
     def _check_intake(self) -> None:
         for task in self._intake_tasks():
@@ -303,6 +310,8 @@ class Daemon:
         self.counts.in_flight = sum(1 for s in slots if s.busy)
         self.counts.retrying = len(self.jobs.delayed)
         self.counts.settling = len(self.watcher.settler.pending)
+        waiting = self.watcher.settler.waiting(self.jobs.held_reasons()) + self.jobs.waiting()
+        self.counts.waiting = oldest(waiting)
         self.counts.workers = [
             {"slot": s.index, "pid": s.pid, "jobs_done": s.jobs_done, "busy": s.busy} for s in slots
         ]

@@ -43,7 +43,7 @@ from ocr_daemon.formats import Recognized, Rendering
 from ocr_daemon.journal import JobRecord, Journal
 from ocr_daemon.outputs import AlreadyFinished, Failure, InputChanged, Outputs
 from ocr_daemon.slots import Slot
-from ocr_daemon.status import Counts
+from ocr_daemon.status import Counts, Waiting
 
 log = structlog.get_logger()
 MAX_BACKOFF_SECONDS = 300.0
@@ -95,6 +95,7 @@ class Dispatcher:
         self.busy: set[PurePosixPath] = set()
         self.delayed: set[asyncio.Task[None]] = set()
         self.held: dict[PurePosixPath, Held] = {}
+        self.retrying: dict[PurePosixPath, Waiting] = {}  # waiting out a retry's back-off
         self.in_hand: set[int] = set()  # slots whose job has no outcome yet (OCR or commit)
 
     def reconfigure(self, config: Config) -> None:
@@ -148,6 +149,7 @@ class Dispatcher:
             self.hooks.outcome()
 
     async def _process(self, slot: Slot, job: Job) -> None:
+        self.retrying.pop(job.record.rel, None)
         held = self.held.pop(job.record.rel, None)
         if held is not None and held.identity == job.record.identity:
             job.first_seen = held.first_seen
@@ -186,6 +188,7 @@ class Dispatcher:
         if sidecar is None:
             return
         self.counts.done += 1
+        self.counts.pages += result.page_count
         empty = result.empty_pages
         (log.warning if empty else log.info)(
             "file.done", path=str(job.record.rel), sidecar=str(sidecar), pages=result.page_count,
@@ -290,6 +293,8 @@ class Dispatcher:
             "file.retry", path=str(job.record.rel), reason=error.reason, error=error.message,
             attempt=attempts, retry_in_seconds=delay, worker=slot.pid,
         )  # fmt: skip
+        why = f"retrying after an error ({error.reason}), attempt {attempts + 1}"
+        self.retrying[job.record.rel] = Waiting(str(job.record.rel), job.first_seen, why)
         self._later(delay, lambda: self.queue.put(job))
 
     def _retry_commit(
@@ -322,6 +327,18 @@ class Dispatcher:
     def _backoff(self, attempt: int) -> float:
         base = self.config.retry_backoff_seconds
         return float(min(MAX_BACKOFF_SECONDS, base * 2 ** max(0, attempt - 1)))
+
+    def waiting(self) -> list[Waiting]:
+        """The files queued for an engine process or waiting out a retry's back-off."""
+        queued: list[Job] = list(getattr(self.queue, "_queue", ()))  # asyncio.Queue's own deque
+        why = "queued: waiting for a free engine process"
+        return [
+            *(Waiting(str(job.record.rel), job.first_seen, why) for job in queued),
+            *self.retrying.values(),
+        ]
+
+    def held_reasons(self) -> dict[PurePosixPath, str]:
+        return {rel: held.error.reason for rel, held in self.held.items()}
 
     def _later(self, delay: float, action: Callable[[], Awaitable[None]]) -> None:
         async def run() -> None:

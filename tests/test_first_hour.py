@@ -3,6 +3,9 @@ line, seeing a batch progress, and a console a person can read."""
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,7 +13,7 @@ import pytest
 from ocr_daemon import cli
 from ocr_daemon.errors import ExitCode
 from tests.conftest import render_page
-from tests.harness import DaemonProcess, start, wait_for, write_config
+from tests.harness import DaemonProcess, start, subprocess_env, wait_for, write_config
 from tests.test_engine import LINES
 
 
@@ -48,3 +51,58 @@ def test_a_bad_engine_or_language_option_is_a_usage_error_naming_it(
     assert cli.main(["once", "--config", str(config), *args]) == ExitCode.USAGE
     assert named in capsys.readouterr().err
     assert not (tmp_path / "state").exists()  # refused before the daemon started
+
+
+def status_text(config: Path) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "ocr_daemon", "status", "--config", str(config)],
+        capture_output=True, text=True, env=subprocess_env(), check=False,
+    )  # fmt: skip
+    return done.stdout
+
+
+def test_a_batch_logs_progress_and_status_shows_the_oldest_waiting_file(
+    tmp_path: Path, daemon_factory: list[DaemonProcess]
+) -> None:
+    """Six 2-second files on one engine process, and an empty file waiting for content: while
+    they run, `progress` events carry the counts, a rate and an ETA, and `status` names the
+    empty file as the one waiting longest, with why; no `progress` once nothing is left."""
+    config = write_config(tmp_path, workers=1)
+    inbox = tmp_path / "inbox"
+    (inbox / "empty.png").write_bytes(b"")
+    daemon = start(daemon_factory, config)
+    daemon.wait_running()
+    for number in range(6):
+        (inbox / f"slow-{number}.png").write_bytes(b"x" * 100)
+    waiting = wait_for(lambda: daemon.status().get("waiting"), timeout=60)
+    assert waiting["path"] == "empty.png" and "empty" in waiting["why"]
+    wait_for(lambda: daemon.events("progress"), timeout=60)
+    text = status_text(config)
+    assert "waiting longest: empty.png for" in text and "settling 1" in text, text
+    wait_for(lambda: len(daemon.events("file.done")) == 6, timeout=120)
+    wait_for(lambda: daemon.status().get("queued") == daemon.status().get("in_flight") == 0)
+    daemon.signal(signal.SIGINT)
+    assert daemon.wait() == 0
+    events = daemon.events("progress")
+    assert all(e["queued"] or e["in_flight"] or e["retrying"] for e in events), events
+    assert all(e["settling"] == 1 for e in events), events
+    timed = [e for e in events if e["eta_seconds"] is not None]
+    assert timed and all(float(e["pages_per_minute"]) > 0 for e in timed), events
+
+
+def test_status_shows_a_file_waiting_to_be_retried_and_why(
+    tmp_path: Path, daemon_factory: list[DaemonProcess]
+) -> None:
+    """An engine process that crashes on a file: until its back-off is over, `status` says the
+    file waits for a retry after an error, and counts it as retrying."""
+    config = write_config(tmp_path, workers=1, retry_backoff_seconds=300.0, max_attempts=3)
+    (tmp_path / "inbox" / "crash.png").write_bytes(b"x" * 100)
+    daemon = start(daemon_factory, config)
+    waiting = wait_for(lambda: daemon.status().get("waiting"), timeout=60)
+    wait_for(lambda: "retrying" in str(daemon.status().get("waiting", {}).get("why")), timeout=60)
+    text = status_text(config)
+    assert "waiting longest: crash.png" in text and "retrying after an error" in text, text
+    assert "retrying 1" in text, text
+    assert waiting["path"] == "crash.png"
+    daemon.signal(signal.SIGINT)
+    assert daemon.wait() == 0
