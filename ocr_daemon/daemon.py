@@ -41,6 +41,10 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger()
 STATUS_REFRESH_SECONDS = 10.0
+DRAINING = (
+    "finishing the files in flight; a second Ctrl+C (or signal) stops at once, and unfinished"
+    " files stay in the inbox, to be OCRed at the next start"
+)
 
 
 class Daemon:
@@ -76,6 +80,7 @@ class Daemon:
         self._dispatchers: dict[asyncio.Task[None], Slot] = {}
         self._scan: asyncio.Task[None] | None = None
         self._status_written = 0.0
+        self._started = False
         # status.json has a thread of its own: in the shared default executor, a burst of journal
         # and commit work (thousands of files) made the tick, and so the watchdog ping, wait
         self._status_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="status")
@@ -102,6 +107,7 @@ class Daemon:
         self.pool = Pool(self.config, size, self.cluster.slots if self.cluster else ())
         info = await self.pool.start()
         self._log_started(size, why, info)
+        self._started = True  # from now on, a stop is worth a `daemon.stopped`
 
     def _coordinator(self, first_index: int) -> Coordinator | None:
         """With ``cluster.url`` set: the coordinator whose remote slots follow the local ones."""
@@ -127,6 +133,7 @@ class Daemon:
             "daemon.started", inbox=str(cfg.inbox), outbox=str(cfg.outbox),
             processed=str(cfg.processed), failed=str(cfg.failed), state_dir=str(cfg.state_dir),
             engine=f"{info.name} {info.version}", licence=info.licence, workers=workers,
+            evaluation_mode=not info.licensed,
             workers_reason=why, polling=self.watcher.polling, settle_seconds=cfg.settle_seconds,
             on_success=cfg.on_success, once=self.once,
         )  # fmt: skip
@@ -182,6 +189,8 @@ class Daemon:
                 await self._publish_status()
         self._status_thread.shutdown(wait=True)
         self.journal.close()
+        if not self._started:  # refused (already running, licence, engine): the error says why
+            return
         log.info(
             "daemon.stopped", done=self.counts.done, failed=self.counts.failed,
             abandoned=abandoned, left_in_queue=self.jobs.queue.qsize(),
@@ -200,7 +209,9 @@ class Daemon:
         if busy and not self.force.is_set():
             timeout = self.config.shutdown_timeout_seconds
             self.notifier.extend_timeout(timeout + 15)
-            log.info("daemon.draining", in_flight=len(busy), timeout_seconds=timeout)
+            log.info(
+                "daemon.draining", in_flight=len(busy), timeout_seconds=timeout, message=DRAINING
+            )
             waiter = asyncio.create_task(asyncio.wait(busy))
             force = asyncio.create_task(self.force.wait())
             await asyncio.wait([waiter, force], timeout=timeout, return_when="FIRST_COMPLETED")

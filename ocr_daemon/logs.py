@@ -2,13 +2,18 @@
 
 JSON lines on stdout when it is not a terminal (journald, files), a console renderer on a TTY.
 Modules never configure logging; they call `structlog.get_logger()` and log key-value events.
+On the console, for a person, `daemon.started` reads as a sentence ("watching var/inbox →
+var/outbox with 2 Aspose engine processes; Ctrl+C stops") and is the first line: the engine
+processes' `worker.started` before it are left out (JSON keeps every event as it is).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
-from typing import TextIO
+from collections.abc import Mapping
+from typing import Any, TextIO
 
 import structlog
 
@@ -38,6 +43,7 @@ def configure_logging(
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
             _escape_names,
+            *([_ForPerson()] if console else []),
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[log_level]),
@@ -57,3 +63,45 @@ def _escape_names(
         elif isinstance(value, (list, tuple)):
             event[key] = [safefs.shown(v) if isinstance(v, str) else v for v in value]
     return event
+
+
+class _ForPerson:
+    """The console's start-up: `daemon.started` as one sentence, nothing before it."""
+
+    def __init__(self) -> None:
+        self.started = False
+
+    def __call__(
+        self, _logger: object, _method: str, event: structlog.typing.EventDict
+    ) -> structlog.typing.EventDict:
+        name = event.get("event")
+        if name == "worker.started" and not self.started:
+            raise structlog.DropEvent
+        if name == "daemon.started":
+            self.started = True
+            keep = {k: event[k] for k in ("timestamp", "level") if k in event}
+            return {**keep, "event": started_sentence(event)}
+        return event
+
+
+def started_sentence(fields: Mapping[str, Any]) -> str:
+    """``watching var/inbox → var/outbox with 2 Aspose engine processes (evaluation mode:
+    fragments); Ctrl+C stops`` from `daemon.started`'s fields."""
+    engine = str(fields.get("engine", "")).split(" ")[0]
+    engine = {"aspose": "Aspose", "tesseract": "Tesseract"}.get(engine, engine)
+    workers = int(fields.get("workers", 0))
+    plural = "process" if workers == 1 else "processes"
+    mode = " (evaluation mode: fragments)" if fields.get("evaluation_mode") else ""
+    doing = "OCRing what is in" if fields.get("once") else "watching"
+    ending = "exits when done" if fields.get("once") else "Ctrl+C stops"
+    return (
+        f"{doing} {_shown(fields.get('inbox'))} → {_shown(fields.get('outbox'))} with "
+        f"{workers} {engine} engine {plural}{mode}; {ending}"
+    )
+
+
+def _shown(path: object) -> str:
+    """`path` relative to the working directory when it lies below it."""
+    text = str(path)
+    relative = os.path.relpath(text)
+    return relative if not relative.startswith("..") else text

@@ -106,3 +106,54 @@ def test_status_shows_a_file_waiting_to_be_retried_and_why(
     assert waiting["path"] == "crash.png"
     daemon.signal(signal.SIGINT)
     assert daemon.wait() == 0
+
+
+def test_on_the_console_the_first_line_is_a_sentence_naming_evaluation_mode(
+    tmp_path: Path, daemon_factory: list[DaemonProcess]
+) -> None:
+    """The real Aspose engine without a licence: the console's first line says what the daemon
+    watches, with how many engine processes, that they return fragments, and how to stop."""
+    config = write_config(tmp_path, engine="aspose", workers=1, log_format="console")
+    daemon = start(daemon_factory, config)
+    log = tmp_path / "daemon.log"
+    wait_for(lambda: "Ctrl+C stops" in log.read_text(errors="replace"), timeout=120)
+    daemon.signal(signal.SIGINT)
+    assert daemon.wait() == 0
+    first = log.read_text(errors="replace").splitlines()[0]
+    expected = (
+        f"watching {tmp_path}/inbox → {tmp_path}/outbox with 1 Aspose engine process "
+        "(evaluation mode: fragments); Ctrl+C stops"
+    )
+    assert expected in first, first
+
+
+def test_a_refused_second_daemon_logs_no_stop_before_its_error(
+    tmp_path: Path, daemon_factory: list[DaemonProcess]
+) -> None:
+    config = write_config(tmp_path, workers=1)
+    first = start(daemon_factory, config)
+    first.wait_running()
+    second = subprocess.run(
+        [sys.executable, "-m", "ocr_daemon", "run", "--config", str(config)],
+        capture_output=True, text=True, env=subprocess_env(), check=False, timeout=60,
+    )  # fmt: skip
+    assert second.returncode == ExitCode.TEMP_FAIL == 75
+    assert "daemon.stopped" not in second.stdout + second.stderr, second.stdout
+    assert "another ocr-daemon" in second.stderr, second.stderr
+    first.signal(signal.SIGINT)
+    assert first.wait() == 0
+
+
+def test_draining_says_a_second_ctrl_c_stops_at_once_and_where_files_stay(
+    tmp_path: Path, daemon_factory: list[DaemonProcess]
+) -> None:
+    config = write_config(tmp_path, workers=1)
+    daemon = start(daemon_factory, config)
+    daemon.wait_running()
+    (tmp_path / "inbox" / "slow.png").write_bytes(b"x" * 100)
+    wait_for(lambda: daemon.status().get("in_flight") == 1)
+    daemon.signal(signal.SIGINT)
+    assert daemon.wait() == 0
+    (draining,) = daemon.events("daemon.draining")
+    message = str(draining["message"])
+    assert "second Ctrl+C" in message and "stay in the inbox" in message, message
