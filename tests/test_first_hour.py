@@ -157,3 +157,14 @@ def test_draining_says_a_second_ctrl_c_stops_at_once_and_where_files_stay(
     (draining,) = daemon.events("daemon.draining")
     message = str(draining["message"])
     assert "second Ctrl+C" in message and "stay in the inbox" in message, message
+
+
+def test_check_explain_labels_a_value_set_in_the_file_as_from_the_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = write_config(tmp_path, workers=1, on_success="keep", languages=["eng"])
+    assert cli.main(["check", "--config", str(config), "--explain", "x.png"]) == 0
+    out = capsys.readouterr().out
+    assert "on_success = keep  (config file)" in out, out
+    assert "languages = eng  (config file)" in out, out  # the default's value, but set in the file
+    assert "ocr_timeout_seconds = 600.0  (default)" in out, out
