@@ -168,3 +168,19 @@ def test_check_explain_labels_a_value_set_in_the_file_as_from_the_file(
     assert "on_success = keep  (config file)" in out, out
     assert "languages = eng  (config file)" in out, out  # the default's value, but set in the file
     assert "ocr_timeout_seconds = 600.0  (default)" in out, out
+
+
+def test_a_rejected_licence_logs_no_stop_before_its_error(tmp_path: Path) -> None:
+    """The real Aspose engine given a file that is not a licence: exit 78 with Aspose's reason,
+    and no `daemon.stopped done=0` before it."""
+    (tmp_path / "bad.lic").write_text("not a licence\n")
+    config = write_config(tmp_path, engine="aspose", workers=1)
+    with config.open("a") as fh:
+        fh.write('[aspose]\nlicense_file = "bad.lic"\n')
+    done = subprocess.run(
+        [sys.executable, "-m", "ocr_daemon", "run", "--config", str(config)],
+        capture_output=True, text=True, env=subprocess_env(), check=False, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == ExitCode.CONFIG, done.stderr
+    assert "rejected by Aspose" in done.stderr, done.stderr
+    assert "daemon.stopped" not in done.stdout + done.stderr, done.stdout
