@@ -3,12 +3,14 @@ line, seeing a batch progress, and a console a person can read."""
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from ocr_daemon import cli
 from ocr_daemon.errors import ExitCode
@@ -184,3 +186,24 @@ def test_a_rejected_licence_logs_no_stop_before_its_error(tmp_path: Path) -> Non
     assert done.returncode == ExitCode.CONFIG, done.stderr
     assert "rejected by Aspose" in done.stderr, done.stderr
     assert "daemon.stopped" not in done.stdout + done.stderr, done.stdout
+
+
+def test_pillow_warnings_in_an_engine_process_reach_the_result_not_raw_stderr(
+    tmp_path: Path,
+) -> None:
+    """A JPEG whose EXIF claims more bytes than it has makes Pillow warn inside the real
+    Tesseract engine's process: every log line stays JSON, and the warning is in the JSON
+    output's `warnings`."""
+    exif = Image.Exif()
+    exif[0x010E] = "x" * 200  # ImageDescription, cut off below: "Tag data larger than file"
+    config = write_config(tmp_path, engine="tesseract", workers=1, outputs=["txt", "json"])
+    render_page(LINES).save(tmp_path / "inbox" / "page.jpg", "JPEG", exif=exif.tobytes()[:60])
+    done = subprocess.run(
+        [sys.executable, "-m", "ocr_daemon", "once", "--config", str(config)],
+        capture_output=True, text=True, env=subprocess_env(), check=False, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    lines = (done.stdout + done.stderr).splitlines()
+    assert lines and all(line.startswith("{") for line in lines), lines
+    document = json.loads((tmp_path / "outbox" / "page.json").read_text())
+    assert any("Tag data larger than file" in w for w in document["warnings"]), document
