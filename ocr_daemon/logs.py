@@ -4,7 +4,8 @@ JSON lines on stdout when it is not a terminal (journald, files), a console rend
 Modules never configure logging; they call `structlog.get_logger()` and log key-value events.
 On the console, for a person, `daemon.started` reads as a sentence ("watching var/inbox →
 var/outbox with 2 Aspose engine processes; Ctrl+C stops") and is the first line: the engine
-processes' `worker.started` before it are left out (JSON keeps every event as it is).
+processes' `worker.started` before it are left out), and `progress` reads as one short line
+(JSON keeps every event as it is).
 """
 
 from __future__ import annotations
@@ -81,6 +82,9 @@ class _ForPerson:
             self.started = True
             keep = {k: event[k] for k in ("timestamp", "level") if k in event}
             return {**keep, "event": started_sentence(event)}
+        if name == "progress":
+            keep = {k: event[k] for k in ("timestamp", "level") if k in event}
+            return {**keep, "event": progress_line(event)}
         return event
 
 
@@ -97,6 +101,19 @@ def started_sentence(fields: Mapping[str, Any]) -> str:
     return (
         f"{doing} {_shown(fields.get('inbox'))} → {_shown(fields.get('outbox'))} with "
         f"{workers} {engine} engine {plural}{mode}; {ending}"
+    )
+
+
+def progress_line(fields: Mapping[str, Any]) -> str:
+    """``progress: 3 done, 0 failed · 4 queued, 1 in flight, 0 settling, 0 retrying · 12.0
+    pages/min · about 2 min left`` from the `progress` event's fields."""
+    eta = fields.get("eta_seconds")
+    left = "no estimate yet" if eta is None else f"about {max(1, round(eta / 60))} min left"
+    return (
+        f"progress: {fields.get('done')} done, {fields.get('failed')} failed · "
+        f"{fields.get('queued')} queued, {fields.get('in_flight')} in flight, "
+        f"{fields.get('settling')} settling, {fields.get('retrying')} retrying · "
+        f"{fields.get('pages_per_minute')} pages/min · {left}"
     )
 
 

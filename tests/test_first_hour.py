@@ -207,3 +207,18 @@ def test_pillow_warnings_in_an_engine_process_reach_the_result_not_raw_stderr(
     assert lines and all(line.startswith("{") for line in lines), lines
     document = json.loads((tmp_path / "outbox" / "page.json").read_text())
     assert any("Tag data larger than file" in w for w in document["warnings"]), document
+
+
+def test_on_the_console_progress_is_one_short_line(
+    tmp_path: Path, daemon_factory: list[DaemonProcess]
+) -> None:
+    config = write_config(tmp_path, workers=1, log_format="console")
+    for number in range(5):
+        (tmp_path / "inbox" / f"slow-{number}.png").write_bytes(b"x" * 100)
+    daemon = start(daemon_factory, config, command="once")
+    assert daemon.wait(timeout=120) == 0
+    lines = [
+        line for line in (tmp_path / "daemon.log").read_text().splitlines() if "progress: " in line
+    ]
+    assert lines and all("queued" in line and "pages/min" in line for line in lines), lines
+    assert all("eta_seconds" not in line for line in lines), lines
