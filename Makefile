@@ -3,6 +3,7 @@
 VENV ?= .venv
 BIN := $(VENV)/bin
 CONFIG ?= config/ocr-daemon.toml
+ARGS ?=  # e.g. make run ARGS="--engine tesseract --languages deu,eng"
 
 .PHONY: setup setup-test run test lint bench install uninstall clean
 
@@ -13,7 +14,7 @@ setup-test:
 	@bash scripts/setup.sh test
 
 run: setup
-	$(BIN)/ocr-daemon run --config $(CONFIG)
+	$(BIN)/ocr-daemon run --config $(CONFIG) $(ARGS)
 
 lint: setup-test
 	$(BIN)/ruff check ocr_daemon tests benchmarks

@@ -15,6 +15,7 @@ import signal
 import sys
 import tempfile
 import time
+import tomllib
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -123,14 +124,27 @@ def _explain_rel(config: Config, rel: str) -> list[str]:
     source = rule.describe() if rule else "defaults (no rule matched)"
     lines = [f"path: {rel}", f"rule: {source}"]
     set_by_rule = dict(rule.overrides) if rule else {}
+    in_file = _keys_in_file(config.source)
     for key in RULE_KEYS:
         value = getattr(effective, key)
         shown = f"0o{value:o}" if key == "output_mode" else value
         if isinstance(value, tuple):
             shown = ", ".join(value)
-        origin = "rule" if key in set_by_rule else "default"
+        origin = "rule" if key in set_by_rule else "config file" if key in in_file else "default"
         lines.append(f"  {key} = {shown}  ({origin})")
     return lines
+
+
+def _keys_in_file(source: Path | None) -> set[str]:
+    """The top-level keys the config file sets (the config keeps values, not where they came
+    from); none when there is no file. The file was read and validated moments ago."""
+    if source is None:
+        return set()
+    try:
+        with open(source, "rb") as fh:
+            return set(tomllib.load(fh))
+    except (OSError, tomllib.TOMLDecodeError):
+        return set()
 
 
 def _openssl() -> CheckLine:

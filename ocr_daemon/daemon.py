@@ -32,7 +32,7 @@ from ocr_daemon.errors import (
 from ocr_daemon.journal import Journal
 from ocr_daemon.pool import Pool, choose_worker_count
 from ocr_daemon.slots import Slot
-from ocr_daemon.status import Counts, write_status
+from ocr_daemon.status import Counts, Progress, oldest, write_status
 from ocr_daemon.systemd import Notifier
 from ocr_daemon.watcher import InboxWatcher
 
@@ -41,6 +41,10 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger()
 STATUS_REFRESH_SECONDS = 10.0
+DRAINING = (
+    "finishing the files in flight; a second Ctrl+C (or signal) stops at once, and unfinished"
+    " files stay in the inbox, to be OCRed at the next start"
+)
 
 
 class Daemon:
@@ -60,6 +64,7 @@ class Daemon:
         self.force = asyncio.Event()
         self.reload = asyncio.Event()
         self.counts = Counts()
+        self.progress = Progress()
         self.fatal: OcrDaemonError | None = None
         self.journal = Journal(config.state_dir)
         hooks = Hooks(
@@ -75,6 +80,7 @@ class Daemon:
         self._dispatchers: dict[asyncio.Task[None], Slot] = {}
         self._scan: asyncio.Task[None] | None = None
         self._status_written = 0.0
+        self._started = False
         # status.json has a thread of its own: in the shared default executor, a burst of journal
         # and commit work (thousands of files) made the tick, and so the watchdog ping, wait
         self._status_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="status")
@@ -101,6 +107,7 @@ class Daemon:
         self.pool = Pool(self.config, size, self.cluster.slots if self.cluster else ())
         info = await self.pool.start()
         self._log_started(size, why, info)
+        self._started = True  # from now on, a stop is worth a `daemon.stopped`
 
     def _coordinator(self, first_index: int) -> Coordinator | None:
         """With ``cluster.url`` set: the coordinator whose remote slots follow the local ones."""
@@ -126,6 +133,7 @@ class Daemon:
             "daemon.started", inbox=str(cfg.inbox), outbox=str(cfg.outbox),
             processed=str(cfg.processed), failed=str(cfg.failed), state_dir=str(cfg.state_dir),
             engine=f"{info.name} {info.version}", licence=info.licence, workers=workers,
+            evaluation_mode=not info.licensed,
             workers_reason=why, polling=self.watcher.polling, settle_seconds=cfg.settle_seconds,
             on_success=cfg.on_success, once=self.once,
         )  # fmt: skip
@@ -181,6 +189,8 @@ class Daemon:
                 await self._publish_status()
         self._status_thread.shutdown(wait=True)
         self.journal.close()
+        if not self._started:  # refused (already running, licence, engine): the error says why
+            return
         log.info(
             "daemon.stopped", done=self.counts.done, failed=self.counts.failed,
             abandoned=abandoned, left_in_queue=self.jobs.queue.qsize(),
@@ -199,7 +209,9 @@ class Daemon:
         if busy and not self.force.is_set():
             timeout = self.config.shutdown_timeout_seconds
             self.notifier.extend_timeout(timeout + 15)
-            log.info("daemon.draining", in_flight=len(busy), timeout_seconds=timeout)
+            log.info(
+                "daemon.draining", in_flight=len(busy), timeout_seconds=timeout, message=DRAINING
+            )
             waiter = asyncio.create_task(asyncio.wait(busy))
             force = asyncio.create_task(self.force.wait())
             await asyncio.wait([waiter, force], timeout=timeout, return_when="FIRST_COMPLETED")
@@ -256,6 +268,12 @@ class Daemon:
                     log.warning("status.unwritable", error=str(exc))
                 line = ""
             last = line
+            self._report_progress()
+
+    def _report_progress(self) -> None:
+        fields = self.progress.fields(self.counts, time.monotonic())
+        if fields is not None:
+            log.info("progress", **fields)
 
     def _check_intake(self) -> None:
         for task in self._intake_tasks():
@@ -303,6 +321,8 @@ class Daemon:
         self.counts.in_flight = sum(1 for s in slots if s.busy)
         self.counts.retrying = len(self.jobs.delayed)
         self.counts.settling = len(self.watcher.settler.pending)
+        waiting = self.watcher.settler.waiting(self.jobs.held_reasons()) + self.jobs.waiting()
+        self.counts.waiting = oldest(waiting)
         self.counts.workers = [
             {"slot": s.index, "pid": s.pid, "jobs_done": s.jobs_done, "busy": s.busy} for s in slots
         ]

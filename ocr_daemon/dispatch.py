@@ -50,7 +50,7 @@ from ocr_daemon.formats import Recognized, Rendering
 from ocr_daemon.journal import JobRecord, Journal
 from ocr_daemon.outputs import AlreadyFinished, Failure, InputChanged, Outputs
 from ocr_daemon.slots import Slot
-from ocr_daemon.status import Counts
+from ocr_daemon.status import Counts, Waiting
 
 log = structlog.get_logger()
 MAX_BACKOFF_SECONDS = 300.0
@@ -155,6 +155,7 @@ class Dispatcher:
         self.delayed: set[asyncio.Task[None]] = set()
         self.held: dict[PurePosixPath, Held] = {}
         self.in_hand: set[int] = set()  # slots whose job has no outcome yet (OCR or commit)
+        self.retrying: dict[PurePosixPath, Waiting] = {}  # waiting out a retry's back-off
 
     def reconfigure(self, config: Config) -> None:
         self.config = config
@@ -215,6 +216,7 @@ class Dispatcher:
 
     async def _process(self, slot: Slot, job: Job) -> Outcome:
         """Recognise the job's file (or take the verdict held on these very bytes)."""
+        self.retrying.pop(job.record.rel, None)
         held = self.held.pop(job.record.rel, None)
         if held is not None and held.identity == job.record.identity:
             job.first_seen = held.first_seen
@@ -313,6 +315,8 @@ class Dispatcher:
             error=retry.error.message, attempt=retry.attempts, retry_in_seconds=delay,
             worker=slot.pid,
         )  # fmt: skip
+        why = f"retrying after an error ({retry.error.reason}), attempt {retry.attempts + 1}"
+        self.retrying[job.record.rel] = Waiting(str(job.record.rel), job.first_seen, why)
         self._later(self._requeue(job, delay))
 
     async def _requeue(self, job: Job, delay: float) -> None:
@@ -388,6 +392,7 @@ class Dispatcher:
     def _done(self, job: Job, outcome: Succeeded, slot: Slot, sidecar: PurePosixPath) -> None:
         self.counts.done += 1
         result = outcome.recognized.result
+        self.counts.pages += result.page_count
         empty = result.empty_pages
         (log.warning if empty else log.info)(
             "file.done", path=str(job.record.rel), sidecar=str(sidecar), pages=result.page_count,
@@ -419,6 +424,18 @@ class Dispatcher:
     def _backoff(self, attempt: int) -> float:
         base = self.config.retry_backoff_seconds
         return float(min(MAX_BACKOFF_SECONDS, base * 2 ** max(0, attempt - 1)))
+
+    def waiting(self) -> list[Waiting]:
+        """The files queued for an engine process or waiting out a retry's back-off."""
+        queued: list[Job] = list(getattr(self.queue, "_queue", ()))  # asyncio.Queue's own deque
+        why = "queued: waiting for a free engine process"
+        return [
+            *(Waiting(str(job.record.rel), job.first_seen, why) for job in queued),
+            *self.retrying.values(),
+        ]
+
+    def held_reasons(self) -> dict[PurePosixPath, str]:
+        return {rel: held.error.reason for rel, held in self.held.items()}
 
     def _later(self, work: Coroutine[Any, Any, None]) -> None:
         """Run `work` in the background, counted as delayed (not idle) until it ends."""

@@ -21,7 +21,7 @@ import contextlib
 import os
 import stat
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -35,6 +35,7 @@ from watchfiles._rust_notify import WatchfilesRustInternalError
 from ocr_daemon import safefs
 from ocr_daemon.config import Config
 from ocr_daemon.inbox import InboxFilter, remote_filesystem, scan, special_reason
+from ocr_daemon.status import Waiting
 
 log = structlog.get_logger()
 
@@ -74,6 +75,23 @@ class Settler:
 
     def due(self, now: float) -> list[PurePosixPath]:
         return [r for r, p in self.pending.items() if now - p.quiet_since >= self.settle_seconds]
+
+    def waiting(self, held: Mapping[PurePosixPath, str]) -> list[Waiting]:
+        """Each candidate, since when it was first seen, and why it waits (`held`: the reason of
+        a verdict held back while the file may still grow)."""
+        wall = time.time() - time.monotonic()  # first_seen is monotonic; Waiting is wall clock
+        return [
+            Waiting(str(rel), wall + p.first_seen, _why(p, held.get(rel)))
+            for rel, p in self.pending.items()
+        ]
+
+
+def _why(pending: _Pending, held: str | None) -> str:
+    if held:
+        return f"held verdict ({held}): failed only if it stays unchanged for corrupt_grace_seconds"
+    if pending.identity.size == 0:
+        return "settling: empty, waiting for content"
+    return "settling: waiting until it has not changed for settle_seconds"
 
 
 class InboxWatcher:

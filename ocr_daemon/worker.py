@@ -14,9 +14,11 @@ which in the daemon is the structured log stream.
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import os
 import signal
 import time
+import warnings
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -25,6 +27,8 @@ from ocr_daemon.config import Config
 from ocr_daemon.engines.base import Engine, EngineInfo, EngineSettings, OcrResult, load_engine
 from ocr_daemon.errors import OcrDaemonError, RecognitionFailed
 from ocr_daemon.formats import TXT_ONLY, Rendering
+
+CODE_WARNINGS = (DeprecationWarning, PendingDeprecationWarning, ResourceWarning)
 
 
 @dataclass(frozen=True)
@@ -84,13 +88,27 @@ def _recognize(
             engines[settings] = load_engine(settings.apply(config))
         engine = engines[settings]
         started = time.monotonic()
-        result = engine.recognize(Path(path))
-        seconds = time.monotonic() - started
-        return Done(job_id, result, _render(Path(path), result, engine, seconds, rendering))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            for noise in CODE_WARNINGS:  # about code, not the file: never the user's concern
+                warnings.simplefilter("ignore", noise)
+            result = engine.recognize(Path(path))
+            seconds = time.monotonic() - started
+            result = _with_warnings(result, caught)
+            return Done(job_id, result, _render(Path(path), result, engine, seconds, rendering))
     except OcrDaemonError as exc:
         return Failed(job_id, exc)
     except Exception as exc:  # the engine's own errors: reported, never fatal to the worker
         return Failed(job_id, RecognitionFailed(f"{type(exc).__name__}: {exc}", path))
+
+
+def _with_warnings(result: OcrResult, caught: list[warnings.WarningMessage]) -> OcrResult:
+    """`result` with the Python warnings its file raised (Pillow's ``Corrupt EXIF data`` …),
+    once each: in the result they reach the outputs, where on the engine process's stderr they
+    would break the daemon's JSON log stream."""
+    said = [f"{w.category.__name__}: {w.message}" for w in caught]
+    new = [text for text in dict.fromkeys(said) if text not in result.warnings]
+    return dataclasses.replace(result, warnings=(*result.warnings, *new)) if new else result
 
 
 def _render(

@@ -95,11 +95,11 @@ def write_config(root: Path, **extra: object) -> Path:
 
 
 class DaemonProcess:
-    def __init__(self, config: Path, command: str = "run") -> None:
+    def __init__(self, config: Path, command: str = "run", args: tuple[str, ...] = ()) -> None:
         self.root = config.parent
         self.log = open(self.root / "daemon.log", "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "ocr_daemon", command, "--config", str(config)],
+            [sys.executable, "-m", "ocr_daemon", command, "--config", str(config), *args],
             stdout=self.log, stderr=subprocess.STDOUT, env=subprocess_env(),
         )  # fmt: skip
 
@@ -148,7 +148,9 @@ def wait_or_dump(proc: subprocess.Popen[bytes], log: Path, timeout: float) -> in
         ) from None
 
 
-def start(started: list[DaemonProcess], config: Path, command: str = "run") -> DaemonProcess:
-    daemon = DaemonProcess(config, command)
+def start(
+    started: list[DaemonProcess], config: Path, command: str = "run", args: tuple[str, ...] = ()
+) -> DaemonProcess:
+    daemon = DaemonProcess(config, command, args)
     started.append(daemon)
     return daemon
