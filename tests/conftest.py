@@ -7,6 +7,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
+import structlog
 from PIL import Image, ImageDraw, ImageFont
 
 from tests.harness import DaemonProcess
@@ -67,3 +68,13 @@ def daemon_factory() -> Iterator[list[DaemonProcess]]:
     yield started
     for daemon in started:
         daemon.stop()
+
+
+@pytest.fixture(autouse=True)
+def _structlog_as_it_was() -> Iterator[None]:
+    """A test that runs a command in-process (`cli.main`) configures structlog onto that test's
+    captured stdout, which pytest closes afterwards; later in-process daemons in the same
+    process (xdist runs several tests per process) must not log into it."""
+    saved = structlog.get_config()
+    yield
+    structlog.configure(**saved)
