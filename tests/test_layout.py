@@ -9,57 +9,16 @@ layout holds what came back, so its lines are checked, not the page's.
 from __future__ import annotations
 
 import pickle
-from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
-from PIL import Image
 
 from ocr_daemon.config import Config, languages
 from ocr_daemon.engines import aspose, layout
 from ocr_daemon.engines.base import Engine, OcrResult, engine_class
-from ocr_daemon.engines.layout import Box, PageLayout
-from tests.conftest import DrawnWord, render_words
-
-LINES = (
-    "The quick brown fox jumps over the lazy dog again",
-    "Pack my box with five dozen liquor jugs today",
-    "How vexingly quick daft zebras jump all night",
-    "Sphinx of black quartz judge my solemn vow now",
-    "Waltz nymph for quick jigs vex bud at dawn",
-    "Jackdaws love my big sphinx of quartz stone",
-    "The five boxing wizards jump quickly at noon",
-    "Bright vixens jump dozy fowl quack loudly here",
-)
-
-
-@pytest.fixture(scope="module")
-def engines(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Engine]:
-    state = tmp_path_factory.mktemp("state")
-    return {
-        name: engine_class(name)(Config(engine=name, state_dir=state))
-        for name in ("tesseract", "aspose")
-    }
-
-
-@pytest.fixture(scope="module")
-def drawn() -> tuple[Image.Image, list[list[DrawnWord]]]:
-    return render_words(LINES)
-
-
-def overlap(box: Box, drawn: tuple[int, int, int, int]) -> float:
-    """Intersection over union of a layout box and a drawn one."""
-    left, top = max(box.left, drawn[0]), max(box.top, drawn[1])
-    right, bottom = min(box.right, drawn[2]), min(box.bottom, drawn[3])
-    inter = max(0, right - left) * max(0, bottom - top)
-    union = box.width * box.height + (drawn[2] - drawn[0]) * (drawn[3] - drawn[1]) - inter
-    return inter / union if union else 0.0
-
-
-def line_box(row: Sequence[DrawnWord]) -> tuple[int, int, int, int]:
-    boxes = [box for _, box in row]
-    return (min(b[0] for b in boxes), min(b[1] for b in boxes),
-            max(b[2] for b in boxes), max(b[3] for b in boxes))  # fmt: skip
+from ocr_daemon.engines.layout import PageLayout
+from tests.conftest import DRAWN_LINES as LINES
+from tests.conftest import Drawn, DrawnWord, line_box, overlap
 
 
 def scaled(box: tuple[int, int, int, int], factor: float) -> tuple[int, int, int, int]:
@@ -92,11 +51,13 @@ def assert_lines_where_drawn(
 
 
 def test_tesseract_gives_each_word_a_box_where_it_was_drawn(
-    engines: dict[str, Engine], drawn: tuple[Image.Image, list[list[DrawnWord]]], tmp_path: Path
+    real_engines: dict[str, Engine],
+    drawn: Drawn,
+    tmp_path: Path,
 ) -> None:
     image, words = drawn
     image.save(tmp_path / "page.png", dpi=(200, 200))
-    result = engines["tesseract"].recognize(tmp_path / "page.png")
+    result = real_engines["tesseract"].recognize(tmp_path / "page.png")
     (page,) = result.layout
     assert (page.width, page.height, page.dpi, page.dpi_source) == (1800, 1200, 200.0, "file")
     assert page.rotation == 0
@@ -107,36 +68,40 @@ def test_tesseract_gives_each_word_a_box_where_it_was_drawn(
 
 
 def test_aspose_gives_line_boxes_where_the_lines_were_drawn(
-    engines: dict[str, Engine], drawn: tuple[Image.Image, list[list[DrawnWord]]], tmp_path: Path
+    real_engines: dict[str, Engine],
+    drawn: Drawn,
+    tmp_path: Path,
 ) -> None:
     image, words = drawn
     image.save(tmp_path / "page.png", dpi=(200, 200))
-    result = engines["aspose"].recognize(tmp_path / "page.png")
+    result = real_engines["aspose"].recognize(tmp_path / "page.png")
     (page,) = result.layout
     assert (page.width, page.height, page.dpi, page.dpi_source) == (1800, 1200, 200.0, "file")
     assert_lines_where_drawn(page, words)
 
 
 def test_an_implausible_dpi_falls_back_and_says_so(
-    engines: dict[str, Engine], drawn: tuple[Image.Image, list[list[DrawnWord]]], tmp_path: Path
+    real_engines: dict[str, Engine],
+    drawn: Drawn,
+    tmp_path: Path,
 ) -> None:
     drawn[0].convert("1").save(tmp_path / "page.tif", dpi=(1, 1), compression="group4")
     drawn[0].save(tmp_path / "page.jpg")  # no DPI at all
     for name in ("page.tif", "page.jpg"):
-        (page,) = engines["tesseract"].recognize(tmp_path / name).layout
+        (page,) = real_engines["tesseract"].recognize(tmp_path / name).layout
         assert (page.dpi, page.dpi_source) == (layout.FALLBACK_DPI, "fallback"), name
 
 
 @pytest.mark.parametrize("name", ["tesseract", "aspose"])
 def test_a_turned_page_is_laid_out_upright_and_says_its_turn(
-    engines: dict[str, Engine],
-    drawn: tuple[Image.Image, list[list[DrawnWord]]],
+    real_engines: dict[str, Engine],
+    drawn: Drawn,
     tmp_path: Path,
     name: str,
 ) -> None:
     image, words = drawn
     image.rotate(90, expand=True).save(tmp_path / "turned.png")  # counter-clockwise 90
-    (page,) = engines[name].recognize(tmp_path / "turned.png").layout
+    (page,) = real_engines[name].recognize(tmp_path / "turned.png").layout
     assert (page.width, page.height, page.rotation) == (1800, 1200, 90)
     if name == "tesseract":
         assert_words_where_drawn(page, words)
@@ -146,14 +111,14 @@ def test_a_turned_page_is_laid_out_upright_and_says_its_turn(
 
 @pytest.mark.parametrize("name", ["tesseract", "aspose"])
 def test_pdf_pages_are_laid_out_at_the_dpi_they_were_rendered(
-    engines: dict[str, Engine],
-    drawn: tuple[Image.Image, list[list[DrawnWord]]],
+    real_engines: dict[str, Engine],
+    drawn: Drawn,
     tmp_path: Path,
     name: str,
 ) -> None:
     image, words = drawn
     image.save(tmp_path / "scan.pdf", resolution=100)  # 18 x 12 inches
-    (page,) = engines[name].recognize(tmp_path / "scan.pdf").layout
+    (page,) = real_engines[name].recognize(tmp_path / "scan.pdf").layout
     dpi = 300.0 if name == "tesseract" else aspose.PDF_RENDER_DPI
     assert page.dpi == dpi
     assert (page.width, page.height) == pytest.approx((18 * dpi, 12 * dpi), abs=1)  # rounding
@@ -167,20 +132,18 @@ def test_pdf_pages_are_laid_out_at_the_dpi_they_were_rendered(
 
 @pytest.mark.parametrize("name", ["tesseract", "aspose"])
 def test_a_result_with_its_layout_pickles_as_it_was(
-    engines: dict[str, Engine],
-    drawn: tuple[Image.Image, list[list[DrawnWord]]],
+    real_engines: dict[str, Engine],
+    drawn: Drawn,
     tmp_path: Path,
     name: str,
 ) -> None:
     drawn[0].save(tmp_path / "page.png")
-    result = engines[name].recognize(tmp_path / "page.png")
+    result = real_engines[name].recognize(tmp_path / "page.png")
     assert result.layout and result.layout[0].lines
     assert pickle.loads(pickle.dumps(result)) == result
 
 
-def test_the_text_is_what_the_engine_read_without_a_layout(
-    drawn: tuple[Image.Image, list[list[DrawnWord]]], tmp_path: Path
-) -> None:
+def test_the_text_is_what_the_engine_read_without_a_layout(drawn: Drawn, tmp_path: Path) -> None:
     """The .txt sidecar is the text alone: reading the layout changes none of it."""
     import tesserocr  # noqa: PLC0415
 

@@ -23,8 +23,8 @@ from ocr_daemon.engines.base import Engine, OcrResult, engine_class
 from ocr_daemon.engines.layout import Box, PageLayout
 from ocr_daemon.errors import ConfigError
 from ocr_daemon.formats.pdf import searchable_pdf
-from tests.conftest import FONT_FILE, DrawnWord, render_words
-from tests.test_layout import LINES, line_box, overlap
+from tests.conftest import DRAWN_LINES as LINES
+from tests.conftest import FONT_FILE, Drawn, DrawnWord, line_box, overlap, render_words, union
 
 OTHER = (
     "Crazy Fredrick bought many very exquisite opal jewels",
@@ -36,20 +36,6 @@ OTHER = (
 )
 TYPESET = ("Invoice number 4711 dated today", "Total amount due within thirty days")
 Found = tuple[str, tuple[int, int, int, int]]  # a text piece read back, its box in image pixels
-
-
-@pytest.fixture(scope="module")
-def engines(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Engine]:
-    state = tmp_path_factory.mktemp("state")
-    return {
-        name: engine_class(name)(Config(engine=name, state_dir=state))
-        for name in ("tesseract", "aspose")
-    }
-
-
-@pytest.fixture(scope="module")
-def drawn() -> tuple[Image.Image, list[list[DrawnWord]]]:
-    return render_words(LINES)
 
 
 def normalised(text: str) -> str:
@@ -131,12 +117,11 @@ def assert_lines_where_drawn(
         words = [next(pieces) for _ in line.text.split()]
         assert " ".join(t for t, _ in words) == line.text
         boxes = [b for _, b in words]
-        union = Box(min(b[0] for b in boxes), min(b[1] for b in boxes),
-                    max(b[2] for b in boxes), max(b[3] for b in boxes))  # fmt: skip
+        around = Box(*union(boxes))
         want = by_text[line.text]
         slack = (want[3] - want[1]) / 2  # edges within half a line height of the ink's
-        assert abs(union.left - want[0]) <= slack and abs(union.right - want[2]) <= slack, line
-        assert overlap(union, want) >= 0.5, (line, union)
+        assert abs(around.left - want[0]) <= slack and abs(around.right - want[2]) <= slack, line
+        assert overlap(around, want) >= 0.5, (line, around)
 
 
 def layer_text(data: bytes) -> list[str]:
@@ -180,11 +165,13 @@ def same_pixels(a: Image.Image, b: Image.Image) -> bool:
 
 
 def test_tesseract_words_lie_where_they_were_drawn(
-    engines: dict[str, Engine], drawn: tuple[Image.Image, list[list[DrawnWord]]], tmp_path: Path
+    real_engines: dict[str, Engine],
+    drawn: Drawn,
+    tmp_path: Path,
 ) -> None:
     image, words = drawn
     image.save(tmp_path / "page.png", dpi=(200, 200))
-    result = engines["tesseract"].recognize(tmp_path / "page.png")
+    result = real_engines["tesseract"].recognize(tmp_path / "page.png")
     data = searchable_pdf(tmp_path / "page.png", result)
     (found,) = read_back(data, result.layout)
     assert_words_where_drawn(found, words)
@@ -195,11 +182,13 @@ def test_tesseract_words_lie_where_they_were_drawn(
 
 
 def test_aspose_lines_lie_where_they_were_drawn(
-    engines: dict[str, Engine], drawn: tuple[Image.Image, list[list[DrawnWord]]], tmp_path: Path
+    real_engines: dict[str, Engine],
+    drawn: Drawn,
+    tmp_path: Path,
 ) -> None:
     image, words = drawn
     image.save(tmp_path / "page.png", dpi=(150, 150))
-    result = engines["aspose"].recognize(tmp_path / "page.png")
+    result = real_engines["aspose"].recognize(tmp_path / "page.png")
     data = searchable_pdf(tmp_path / "page.png", result)
     (found,) = read_back(data, result.layout)
     assert_lines_where_drawn(found, result.layout[0], words)
@@ -211,14 +200,14 @@ def test_aspose_lines_lie_where_they_were_drawn(
 
 @pytest.mark.parametrize("name", ["tesseract", "aspose"])
 def test_a_page_read_turned_is_shown_upright_with_its_text_in_place(
-    engines: dict[str, Engine],
-    drawn: tuple[Image.Image, list[list[DrawnWord]]],
+    real_engines: dict[str, Engine],
+    drawn: Drawn,
     tmp_path: Path,
     name: str,
 ) -> None:
     image, words = drawn
     image.rotate(90, expand=True).save(tmp_path / "turned.png", dpi=(300, 300))
-    result = engines[name].recognize(tmp_path / "turned.png")
+    result = real_engines[name].recognize(tmp_path / "turned.png")
     data = searchable_pdf(tmp_path / "turned.png", result)
     page = pdfium.PdfDocument(data)[0]
     assert page.get_rotation() == 90
@@ -237,7 +226,9 @@ def test_a_page_read_turned_is_shown_upright_with_its_text_in_place(
 
 
 def test_an_exif_turned_photo_is_shown_upright(
-    engines: dict[str, Engine], drawn: tuple[Image.Image, list[list[DrawnWord]]], tmp_path: Path
+    real_engines: dict[str, Engine],
+    drawn: Drawn,
+    tmp_path: Path,
 ) -> None:
     image, words = drawn
     exif = Image.Exif()
@@ -245,7 +236,7 @@ def test_an_exif_turned_photo_is_shown_upright(
     image.rotate(90, expand=True).save(
         tmp_path / "photo.jpg", exif=exif, dpi=(300, 300), quality=95
     )
-    result = engines["tesseract"].recognize(tmp_path / "photo.jpg")
+    result = real_engines["tesseract"].recognize(tmp_path / "photo.jpg")
     assert result.layout[0].rotation == 0  # EXIF, not orientation detection, made it upright
     data = searchable_pdf(tmp_path / "photo.jpg", result)
     assert pdfium.PdfDocument(data)[0].get_rotation() == 90
@@ -260,11 +251,13 @@ def test_an_exif_turned_photo_is_shown_upright(
 
 
 def test_a_g4_tiff_stays_g4_with_the_same_pixels(
-    engines: dict[str, Engine], drawn: tuple[Image.Image, list[list[DrawnWord]]], tmp_path: Path
+    real_engines: dict[str, Engine],
+    drawn: Drawn,
+    tmp_path: Path,
 ) -> None:
     bilevel = drawn[0].convert("1")
     bilevel.save(tmp_path / "scan.tif", compression="group4", dpi=(1, 1))  # a lying DPI
-    result = engines["tesseract"].recognize(tmp_path / "scan.tif")
+    result = real_engines["tesseract"].recognize(tmp_path / "scan.tif")
     data = searchable_pdf(tmp_path / "scan.tif", result)
     ((filters, _, pixels),) = images_of(data)
     assert filters == ["/CCITTFaxDecode"]
@@ -276,12 +269,12 @@ def test_a_g4_tiff_stays_g4_with_the_same_pixels(
 
 
 def test_a_multipage_tiff_keeps_its_pages_in_order_and_their_pixels(
-    engines: dict[str, Engine], tmp_path: Path
+    real_engines: dict[str, Engine], tmp_path: Path
 ) -> None:
     pages = [render_words(lines)[0] for lines in (LINES[:4], OTHER[:4], LINES[4:])]
     pages[0].save(tmp_path / "three.tif", save_all=True, append_images=pages[1:],
                   compression="tiff_deflate", dpi=(200, 200))  # fmt: skip
-    result = engines["tesseract"].recognize(tmp_path / "three.tif")
+    result = real_engines["tesseract"].recognize(tmp_path / "three.tif")
     data = searchable_pdf(tmp_path / "three.tif", result)
     assert layer_text(data) == engine_text(result)
     assert [text.split()[:3] for text in layer_text(data)] == [
@@ -294,11 +287,13 @@ def test_a_multipage_tiff_keeps_its_pages_in_order_and_their_pixels(
 
 
 def test_an_image_with_alpha_is_embedded_as_the_pixels_the_engine_read(
-    engines: dict[str, Engine], drawn: tuple[Image.Image, list[list[DrawnWord]]], tmp_path: Path
+    real_engines: dict[str, Engine],
+    drawn: Drawn,
+    tmp_path: Path,
 ) -> None:
     image, words = drawn
     image.convert("RGBA").save(tmp_path / "alpha.png")
-    result = engines["tesseract"].recognize(tmp_path / "alpha.png")
+    result = real_engines["tesseract"].recognize(tmp_path / "alpha.png")
     data = searchable_pdf(tmp_path / "alpha.png", result)
     ((_, _, pixels),) = images_of(data)
     assert same_pixels(pixels, image)
@@ -311,8 +306,8 @@ def test_an_image_with_alpha_is_embedded_as_the_pixels_the_engine_read(
 
 @pytest.mark.parametrize("name", ["tesseract", "aspose"])
 def test_a_pdf_keeps_its_own_pages_and_gains_the_text(
-    engines: dict[str, Engine],
-    drawn: tuple[Image.Image, list[list[DrawnWord]]],
+    real_engines: dict[str, Engine],
+    drawn: Drawn,
     tmp_path: Path,
     name: str,
 ) -> None:
@@ -321,7 +316,7 @@ def test_a_pdf_keeps_its_own_pages_and_gains_the_text(
     with pikepdf.open(tmp_path / "scan.pdf") as original:
         content = original.pages[0].obj.Contents.read_bytes()
         image_bytes = next(iter(original.pages[0].get_images().values())).read_raw_bytes()
-    result = engines[name].recognize(tmp_path / "scan.pdf")
+    result = real_engines[name].recognize(tmp_path / "scan.pdf")
     data = searchable_pdf(tmp_path / "scan.pdf", result)
     with pikepdf.open(io.BytesIO(data)) as pdf:
         (page,) = pdf.pages
@@ -362,10 +357,10 @@ def born_digital_then_scanned(tmp_path: Path) -> Path:
 
 @pytest.mark.parametrize("name", ["tesseract", "aspose"])
 def test_pdf_pages_with_text_keep_it_and_are_not_ocred_again(
-    engines: dict[str, Engine], tmp_path: Path, name: str
+    real_engines: dict[str, Engine], tmp_path: Path, name: str
 ) -> None:
     source = born_digital_then_scanned(tmp_path)
-    result = engines[name].recognize(source)
+    result = real_engines[name].recognize(source)
     assert normalised(result.pages[0]) == " ".join(TYPESET)  # its own text, to the .txt
     assert result.layout[0].lines == ()  # nothing OCRed, nothing to lay over it
     assert LINES[0].split()[:3] == result.pages[1].split()[:3]  # the scan is OCRed
@@ -394,8 +389,8 @@ def test_an_unknown_pdf_existing_text_policy_names_the_key(tmp_path: Path) -> No
 
 @pytest.mark.parametrize("kind", ["png", "pdf"])
 def test_pdfa_has_the_output_intent_the_xmp_and_embedded_fonts(
-    engines: dict[str, Engine],
-    drawn: tuple[Image.Image, list[list[DrawnWord]]],
+    real_engines: dict[str, Engine],
+    drawn: Drawn,
     tmp_path: Path,
     kind: str,
 ) -> None:
@@ -405,7 +400,7 @@ def test_pdfa_has_the_output_intent_the_xmp_and_embedded_fonts(
         with pikepdf.open(source, allow_overwriting_input=True) as pdf:
             pdf.Root.OpenAction = pikepdf.Dictionary(S=pikepdf.Name.JavaScript, JS="app.alert(1)")
             pdf.save(source)
-    result = engines["tesseract"].recognize(source)
+    result = real_engines["tesseract"].recognize(source)
     data = searchable_pdf(source, result, pdfa=True)
     with pikepdf.open(io.BytesIO(data)) as pdf:
         assert not pdf.is_encrypted
@@ -429,10 +424,10 @@ def test_pdfa_has_the_output_intent_the_xmp_and_embedded_fonts(
 @pytest.mark.corpus
 @pytest.mark.parametrize("name", ["10_oldbook_c017-c019_multipage.tif", "11_fr_histoire_scan.pdf"])
 def test_corpus_documents_keep_their_page_order(
-    engines: dict[str, Engine], shared_corpus: Path, name: str
+    real_engines: dict[str, Engine], shared_corpus: Path, name: str
 ) -> None:
     source = shared_corpus / name
-    result = engines["tesseract"].recognize(source)
+    result = real_engines["tesseract"].recognize(source)
     data = searchable_pdf(source, result)
     assert len(pdfium.PdfDocument(data)) == result.page_count
     assert layer_text(data) == engine_text(result)  # page i's text on page i
